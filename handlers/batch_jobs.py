@@ -1,0 +1,404 @@
+"""Start one Azure ML batch endpoint job per new blob version.
+
+A ledger blob per blob version (``<container>/<sha256 of name>/<etag>.json`` in
+DISPATCH_LEDGER_CONTAINER) is created with a create-only request before the job is posted:
+that claim is what makes repeated and concurrent deliveries start one job. The claim becomes
+``dispatched`` (with the job name) or ``rejected`` (a 4xx), or is released when the endpoint
+failed in a way a retry can fix. A request whose outcome cannot be known (the endpoint took
+it but no answer came back) is recorded as ``unknown`` and never posted again on its own:
+posting twice would start a second job.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+from urllib3.exceptions import NewConnectionError
+
+from handlers.errors import (
+    ConfigurationError,
+    DispatchInProgressError,
+    DispatchRejectedError,
+    DispatchUnavailableError,
+    PermanentError,
+    TransientError,
+)
+from handlers.events import BlobCreated
+from handlers.outcomes import Outcome
+from handlers.settings import BatchSettings, Settings
+from handlers.storage import storage_errors, with_container
+
+logger = logging.getLogger(__name__)
+
+DISPATCHING, DISPATCHED, REJECTED, UNKNOWN = "dispatching", "dispatched", "rejected", "unknown"
+# A claim older than this belongs to a delivery that died mid-dispatch; another may take it.
+CLAIM_TIMEOUT = timedelta(minutes=10)
+_MAX_BODY_LOGGED = 2000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """In-invocation retries; Event Grid's own retries take over after the last one."""
+
+    attempts: int = 3
+    backoff_seconds: float = 1.0
+    max_retry_after_seconds: float = 10.0
+    # How long a duplicate delivery waits for the delivery that holds the claim.
+    claim_wait_seconds: float = 10.0
+    claim_poll_seconds: float = 0.2
+
+
+class OutcomeUnknownError(PermanentError):
+    """The endpoint may have started the job, but no answer came back."""
+
+
+def job_request(settings: BatchSettings, blob_url: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers (without Authorization) and JSON body of the job for one blob."""
+    uri = blob_url
+    if settings.input_type == "UriFolder":
+        uri = posixpath.dirname(blob_url) + "/"
+    body = {
+        "properties": {
+            "InputData": {settings.input_name: {"JobInputType": settings.input_type, "Uri": uri}}
+        }
+    }
+    headers = {"Content-Type": "application/json"}
+    if settings.deployment:
+        headers["azureml-model-deployment"] = settings.deployment
+    return headers, body
+
+
+class BatchJobClient:
+    """Posts jobs to the batch endpoint with a cached bearer token and bounded retries."""
+
+    def __init__(
+        self,
+        settings: BatchSettings,
+        session: requests.Session,
+        credential: TokenCredential,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if settings.endpoint_uri is None:
+            raise ValueError("BatchJobClient needs BATCH_ENDPOINT_URI")
+        self.settings = settings
+        self.endpoint_uri = settings.endpoint_uri
+        self.session = session
+        self.credential = credential
+        self.retry = retry
+        self._sleep = sleep
+
+    def submit(self, blob_url: str) -> str:
+        """Start a job for ``blob_url``; return its name.
+
+        Raises DispatchUnavailableError (retry later), DispatchRejectedError (4xx),
+        OutcomeUnknownError (sent, no answer), ConfigurationError (401/403).
+        """
+        headers, body = job_request(self.settings, blob_url)
+        last_problem = "no attempt made"
+        for attempt in range(1, self.retry.attempts + 1):
+            headers["Authorization"] = f"Bearer {self._token()}"
+            try:
+                response = self.session.post(
+                    self.endpoint_uri,
+                    json=body,
+                    headers=headers,
+                    timeout=(
+                        min(10.0, self.settings.timeout_seconds),
+                        self.settings.timeout_seconds,
+                    ),
+                )
+            except requests.RequestException as exc:
+                if not _never_sent(exc):
+                    raise OutcomeUnknownError(
+                        f"the request was sent but no answer came back ({type(exc).__name__}); "
+                        "the job may exist"
+                    ) from exc
+                last_problem = f"could not connect ({type(exc).__name__})"
+                wait = self._backoff(attempt)
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return _job_name(response)
+                text = response.text[:_MAX_BODY_LOGGED]
+                if status in (401, 403):
+                    raise ConfigurationError(
+                        "AZURE_CLIENT_ID",
+                        f"the batch endpoint refused the identity ({status}: {text}); "
+                        "it needs AzureML Data Scientist on the workspace",
+                    )
+                if status not in (408, 429) and status < 500:
+                    raise DispatchRejectedError(
+                        f"the endpoint answered {status}: {text}", status, text
+                    )
+                last_problem = f"the endpoint answered {status}"
+                wait = self._backoff(attempt)
+                if status == 429:
+                    retry_after = _retry_after(response.headers.get("Retry-After"))
+                    if retry_after is not None:
+                        if retry_after > self.retry.max_retry_after_seconds:
+                            raise DispatchUnavailableError(
+                                f"the endpoint answered 429 with Retry-After {retry_after:g} s"
+                            )
+                        wait = retry_after
+            if attempt < self.retry.attempts:
+                logger.info("batch endpoint: %s; retrying in %.1f s", last_problem, wait)
+                self._sleep(wait)
+        raise DispatchUnavailableError(f"{last_problem} after {self.retry.attempts} attempts")
+
+    def _token(self) -> str:
+        try:
+            return self.credential.get_token(self.settings.token_scope).token
+        except AzureError as exc:
+            raise DispatchUnavailableError(
+                f"no token for {self.settings.token_scope}: {exc}"
+            ) from exc
+
+    def _backoff(self, attempt: int) -> float:
+        return float(self.retry.backoff_seconds * 2 ** (attempt - 1))
+
+
+def ledger_name(event: BlobCreated) -> str:
+    digest = hashlib.sha256(event.blob_name.encode("utf-8")).hexdigest()
+    return f"{event.container}/{digest}/{event.version}.json"
+
+
+def dispatch_batch_job(
+    event: BlobCreated,
+    service: BlobServiceClient,
+    settings: Settings,
+    client: BatchJobClient | None,
+    *,
+    retry: RetryPolicy = RetryPolicy(),
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """Start exactly one job for the blob version ``event`` announces.
+
+    ``client`` None is dry-run: log the request that would be sent and record nothing.
+    """
+    blob_url = service.get_blob_client(event.container, event.blob_name).url
+    if client is None:
+        headers, body = job_request(settings.batch, blob_url)
+        headers["Authorization"] = f"Bearer <token for {settings.batch.token_scope}>"
+        return Outcome(
+            "dry-run",
+            f"BATCH_ENDPOINT_URI is not set; would POST <BATCH_ENDPOINT_URI> "
+            f"headers={json.dumps(headers)} body={json.dumps(body)}",
+        )
+    container = service.get_container_client(settings.ledger_container)
+    ledger = container.get_blob_client(ledger_name(event))
+    record = {
+        "status": DISPATCHING,
+        "eventId": event.event_id,
+        "container": event.container,
+        "blob": event.blob_name,
+        "url": blob_url,
+        "eTag": event.version,
+        "claimedAt": _now(),
+    }
+    claim = _claim(ledger, container, record, event, retry=retry, sleep=sleep)
+    if isinstance(claim, Outcome):
+        return claim
+    try:
+        job_name = client.submit(blob_url)
+    except DispatchRejectedError as exc:
+        _finish(
+            ledger,
+            claim,
+            record | {"status": REJECTED, "statusCode": exc.status_code, "response": exc.body},
+        )
+        raise
+    except OutcomeUnknownError as exc:
+        _finish(ledger, claim, record | {"status": UNKNOWN, "reason": str(exc)})
+        raise OutcomeUnknownError(
+            f"{exc}; check the endpoint's jobs, then delete ledger blob "
+            f"{settings.ledger_container}/{ledger.blob_name} to dispatch again"
+        ) from exc
+    except (TransientError, ConfigurationError):
+        _release(ledger, claim)
+        raise
+    _finish(
+        ledger, claim, record | {"status": DISPATCHED, "jobName": job_name, "dispatchedAt": _now()}
+    )
+    return Outcome("dispatched", f"job {job_name} for {blob_url}")
+
+
+def read_ledger(ledger: BlobClient) -> tuple[dict[str, Any], str] | None:
+    """The ledger record and its eTag, or None when there is none."""
+    try:
+        with storage_errors("reading the dispatch ledger"):
+            downloader = ledger.download_blob()
+            data = downloader.readall()
+    except ResourceNotFoundError:
+        return None
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    return record, str(downloader.properties.etag)
+
+
+def _claim(
+    ledger: BlobClient,
+    container: ContainerClient,
+    record: dict[str, Any],
+    event: BlobCreated,
+    *,
+    retry: RetryPolicy,
+    sleep: Callable[[float], None],
+) -> str | Outcome:
+    """Create the ledger blob (our claim) and return its eTag, or the outcome of a duplicate."""
+    deadline = time.monotonic() + retry.claim_wait_seconds
+    while True:
+        try:
+            with storage_errors("claiming the dispatch"):
+                result = with_container(container, lambda: _create(ledger, record))
+            return str(result["etag"])
+        except ResourceExistsError:
+            pass
+        existing = read_ledger(ledger)
+        if existing is None:
+            continue  # released between our create and read: try again
+        found, etag = existing
+        status = found.get("status")
+        if status == DISPATCHED:
+            return Outcome(
+                "duplicate", f"job {found.get('jobName')} was already started for this version"
+            )
+        if status in (REJECTED, UNKNOWN):
+            return Outcome(
+                "duplicate", f"this version was already {status}: see ledger {ledger.blob_name}"
+            )
+        if _expired(found):
+            logger.warning(
+                "event %s: taking over the stale claim on %s from %s",
+                event.event_id,
+                ledger.blob_name,
+                found.get("claimedAt"),
+            )
+            try:
+                with storage_errors("taking over a stale claim"):
+                    result = _overwrite(ledger, record, etag)
+                return str(result["etag"])
+            except ResourceModifiedError:
+                continue
+        if time.monotonic() >= deadline:
+            raise DispatchInProgressError(
+                f"another delivery has been dispatching this version since {found.get('claimedAt')}"
+            )
+        sleep(retry.claim_poll_seconds)
+
+
+def _create(ledger: BlobClient, record: dict[str, Any]) -> dict[str, Any]:
+    return ledger.upload_blob(
+        json.dumps(record),
+        overwrite=False,
+        content_settings=ContentSettings(content_type="application/json"),
+    )
+
+
+def _overwrite(ledger: BlobClient, record: dict[str, Any], etag: str) -> dict[str, Any]:
+    return ledger.upload_blob(
+        json.dumps(record),
+        overwrite=True,
+        etag=etag,
+        match_condition=MatchConditions.IfNotModified,
+        content_settings=ContentSettings(content_type="application/json"),
+    )
+
+
+def _finish(ledger: BlobClient, claim: str, record: dict[str, Any]) -> None:
+    """Replace our claim with the final record; only the holder of the claim can."""
+    with storage_errors("recording the dispatch"):
+        _overwrite(ledger, record, claim)
+
+
+def _release(ledger: BlobClient, claim: str) -> None:
+    """Give the claim back so that Event Grid's retry can dispatch."""
+    try:
+        ledger.delete_blob(etag=claim, match_condition=MatchConditions.IfNotModified)
+    except AzureError as exc:
+        logger.warning(
+            "could not release claim %s (%s); it expires after %s",
+            ledger.blob_name,
+            exc,
+            CLAIM_TIMEOUT,
+        )
+
+
+def _expired(record: dict[str, Any]) -> bool:
+    try:
+        claimed = datetime.fromisoformat(str(record.get("claimedAt")))
+    except ValueError:
+        return True
+    return datetime.now(UTC) - claimed > CLAIM_TIMEOUT
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached the endpoint, so posting again is safe."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        return isinstance(inner, NewConnectionError)
+    return False
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _job_name(response: requests.Response) -> str:
+    try:
+        job = response.json()
+    except ValueError:
+        job = None
+    if isinstance(job, dict):
+        name = job.get("name")
+        if isinstance(name, str) and name:
+            return name
+        job_id = job.get("id")
+        if isinstance(job_id, str) and job_id.strip("/"):
+            return job_id.rstrip("/").rsplit("/", 1)[-1]
+    logger.warning(
+        "batch endpoint answered %s without a job id: %s", response.status_code, response.text[:200]
+    )
+    return "(no job id in the response)"

@@ -1,0 +1,71 @@
+"""Domain exceptions, split by what Event Grid should do about them.
+
+BlobEventError
+├── PermanentError          retrying cannot help: log the reason, return normally
+│   ├── InvalidEventError   the event JSON is malformed or names a blob we must not touch
+│   ├── InvalidBlobError    the blob's name or bytes cannot be processed (not an image, ...)
+│   ├── SourceGoneError     the blob was deleted before we read it
+│   └── DispatchRejectedError  the batch endpoint refused the job (4xx other than 408/429)
+├── TransientError          retrying can help: raise, so Event Grid retries and dead-letters
+│   ├── StorageUnavailableError  storage answered 5xx, timed out or dropped the connection
+│   ├── DispatchUnavailableError the batch endpoint answered 408/429/5xx or was unreachable
+│   └── DispatchInProgressError  another delivery of the same blob version holds the claim
+└── ConfigurationError      an app setting is missing or invalid: raise, so events wait in
+                            Event Grid's retries (and then the dead-letter container)
+                            until the setting is fixed
+"""
+
+from __future__ import annotations
+
+
+class BlobEventError(Exception):
+    """Base of every error this app raises on purpose."""
+
+
+class PermanentError(BlobEventError):
+    """Retrying the same event cannot succeed."""
+
+
+class InvalidEventError(PermanentError):
+    """The event is malformed, or names a blob outside the configured account."""
+
+
+class InvalidBlobError(PermanentError):
+    """The blob's name or content cannot be processed."""
+
+
+class SourceGoneError(PermanentError):
+    """The blob no longer exists."""
+
+
+class DispatchRejectedError(PermanentError):
+    """The batch endpoint refused the request with a status that retrying will not change."""
+
+    def __init__(self, message: str, status_code: int, body: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+class TransientError(BlobEventError):
+    """A later retry of the same event may succeed."""
+
+
+class StorageUnavailableError(TransientError):
+    """Blob storage failed in a way that may pass."""
+
+
+class DispatchUnavailableError(TransientError):
+    """The batch endpoint (or its token endpoint) failed in a way that may pass."""
+
+
+class DispatchInProgressError(TransientError):
+    """Another delivery of the same blob version is dispatching it right now."""
+
+
+class ConfigurationError(BlobEventError):
+    """An app setting is missing or invalid; the message names it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"app setting {setting}: {problem}")
+        self.setting = setting

@@ -1,0 +1,245 @@
+"""App settings: every name the code reads, its default, and the checks on its value.
+
+Settings are read when the first event arrives, not at import, so the host can index the
+functions without them; a bad value raises ConfigurationError naming the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from handlers.errors import ConfigurationError
+
+# Every setting the code reads, with what it is for. README, local.settings.json.sample and
+# the Bicep app settings are checked against this table by the tests.
+SETTINGS: dict[str, str] = {
+    "DATA_STORAGE": "Connection string of the storage account that holds the blobs (local runs).",
+    "DATA_STORAGE__blobServiceUri": "Identity-based alternative: the account's blob endpoint.",
+    "DATA_STORAGE__accountName": "Identity-based alternative: the account name (public cloud).",
+    "DATA_STORAGE__clientId": "Client id of the user-assigned identity used for storage.",
+    "THUMBNAIL_CONTAINER": "Container the thumbnails are written to.",
+    "THUMBNAIL_SIZE": "Longest side of a thumbnail in pixels.",
+    "THUMBNAIL_MAX_PIXELS": "Larger source images are refused (decompression-bomb guard).",
+    "THUMBNAIL_MAX_BYTES": "Larger source blobs are refused without being downloaded.",
+    "DISPATCH_LEDGER_CONTAINER": "Container of the batch dispatch ledger (one blob per version).",
+    "DEADLETTER_CONTAINER": "Container Event Grid dead-letters into; never processed.",
+    "BATCH_ENDPOINT_URI": "Scoring URI of the batch endpoint; unset means dry-run.",
+    "BATCH_DEPLOYMENT": "Optional deployment name, sent as azureml-model-deployment.",
+    "BATCH_INPUT_NAME": "Name of the job input that receives the blob.",
+    "BATCH_INPUT_TYPE": "UriFile or UriFolder.",
+    "BATCH_TOKEN_SCOPE": "Scope of the bearer token for the batch endpoint.",
+    "BATCH_TIMEOUT_SECONDS": "How long one request to the batch endpoint may take.",
+    "AZURE_CLIENT_ID": "Client id of the user-assigned identity (DefaultAzureCredential).",
+}
+
+# The ways to name the data account; exactly one is used (the first that is set).
+STORAGE_SETTINGS = (
+    "DATA_STORAGE",
+    "DATA_STORAGE__blobServiceUri",
+    "DATA_STORAGE__accountName",
+)
+
+DEFAULTS: dict[str, str] = {
+    "THUMBNAIL_CONTAINER": "thumbnails",
+    "THUMBNAIL_SIZE": "128",
+    "THUMBNAIL_MAX_PIXELS": "150000000",
+    "THUMBNAIL_MAX_BYTES": "268435456",
+    "DISPATCH_LEDGER_CONTAINER": "batch-dispatch",
+    "DEADLETTER_CONTAINER": "deadletter",
+    "BATCH_INPUT_NAME": "input_data",
+    "BATCH_INPUT_TYPE": "UriFile",
+    "BATCH_TOKEN_SCOPE": "https://ml.azure.com/.default",
+    "BATCH_TIMEOUT_SECONDS": "30",
+}
+
+BATCH_INPUT_TYPES = ("UriFile", "UriFolder")
+_CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,254}$")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the data account is, and how to reach it."""
+
+    connection_string: str | None
+    account_url: str | None
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How to reach the batch endpoint; ``endpoint_uri`` None means dry-run."""
+
+    endpoint_uri: str | None
+    deployment: str | None
+    input_name: str
+    input_type: str
+    token_scope: str
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    thumbnail_container: str
+    thumbnail_size: int
+    thumbnail_max_pixels: int
+    thumbnail_max_bytes: int
+    ledger_container: str
+    deadletter_container: str
+    batch: BatchSettings
+    client_id: str | None
+
+    @property
+    def output_containers(self) -> frozenset[str]:
+        """Containers the app writes to; events for their blobs are never processed."""
+        return frozenset(
+            (self.thumbnail_container, self.ledger_container, self.deadletter_container)
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and check every setting; raises ConfigurationError naming the bad one."""
+        values = {name: value.strip() for name, value in env.items() if name in SETTINGS}
+        values = {name: value for name, value in values.items() if value}
+
+        def get(name: str) -> str:
+            return values.get(name, DEFAULTS[name])
+
+        output_names = {
+            name: _container(name, get(name))
+            for name in ("THUMBNAIL_CONTAINER", "DISPATCH_LEDGER_CONTAINER", "DEADLETTER_CONTAINER")
+        }
+        if len(set(output_names.values())) != len(output_names):
+            raise ConfigurationError(
+                "THUMBNAIL_CONTAINER",
+                "THUMBNAIL_CONTAINER, DISPATCH_LEDGER_CONTAINER and DEADLETTER_CONTAINER "
+                f"must differ, got {sorted(output_names.items())}",
+            )
+        return cls(
+            storage=_storage(values),
+            thumbnail_container=output_names["THUMBNAIL_CONTAINER"],
+            thumbnail_size=_integer("THUMBNAIL_SIZE", get("THUMBNAIL_SIZE"), 16, 2048),
+            thumbnail_max_pixels=_integer(
+                "THUMBNAIL_MAX_PIXELS", get("THUMBNAIL_MAX_PIXELS"), 1, 1_000_000_000
+            ),
+            thumbnail_max_bytes=_integer(
+                "THUMBNAIL_MAX_BYTES", get("THUMBNAIL_MAX_BYTES"), 1, 4 * 1024**3
+            ),
+            ledger_container=output_names["DISPATCH_LEDGER_CONTAINER"],
+            deadletter_container=output_names["DEADLETTER_CONTAINER"],
+            batch=_batch(values, get),
+            client_id=values.get("AZURE_CLIENT_ID"),
+        )
+
+
+def _container(name: str, value: str) -> str:
+    if not _CONTAINER_NAME.match(value):
+        raise ConfigurationError(
+            name,
+            f"{value!r} is not a container name (3-63 lowercase letters, digits and "
+            "single hyphens, starting and ending with a letter or digit)",
+        )
+    return value
+
+
+def _integer(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(name, f"{value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise ConfigurationError(name, f"{number} is outside {low}..{high}")
+    return number
+
+
+def _storage(values: Mapping[str, str]) -> StorageSettings:
+    client_id = values.get("DATA_STORAGE__clientId")
+    if "DATA_STORAGE" in values:
+        connection_string = values["DATA_STORAGE"]
+        if connection_string != "UseDevelopmentStorage=true" and (
+            "BlobEndpoint=" not in connection_string and "AccountName=" not in connection_string
+        ):
+            raise ConfigurationError(
+                "DATA_STORAGE",
+                "is not a storage connection string (expected UseDevelopmentStorage=true or "
+                "one with AccountName= or BlobEndpoint=)",
+            )
+        return StorageSettings(connection_string, None, client_id)
+    if "DATA_STORAGE__blobServiceUri" in values:
+        uri = values["DATA_STORAGE__blobServiceUri"].rstrip("/")
+        _check_url("DATA_STORAGE__blobServiceUri", uri)
+        return StorageSettings(None, uri, client_id)
+    if "DATA_STORAGE__accountName" in values:
+        account = values["DATA_STORAGE__accountName"]
+        if not _ACCOUNT_NAME.match(account):
+            raise ConfigurationError(
+                "DATA_STORAGE__accountName",
+                f"{account!r} is not a storage account name (3-24 lowercase letters and digits)",
+            )
+        return StorageSettings(None, f"https://{account}.blob.core.windows.net", client_id)
+    raise ConfigurationError(
+        "DATA_STORAGE",
+        "not set: set DATA_STORAGE (a connection string) or DATA_STORAGE__blobServiceUri or "
+        "DATA_STORAGE__accountName (identity-based)",
+    )
+
+
+def _batch(values: Mapping[str, str], get: Callable[[str], str]) -> BatchSettings:
+    endpoint = values.get("BATCH_ENDPOINT_URI")
+    if endpoint is not None:
+        _check_url("BATCH_ENDPOINT_URI", endpoint)
+    deployment = values.get("BATCH_DEPLOYMENT")
+    if deployment is not None and not _DEPLOYMENT_NAME.match(deployment):
+        raise ConfigurationError("BATCH_DEPLOYMENT", f"{deployment!r} is not a deployment name")
+    input_name = get("BATCH_INPUT_NAME")
+    if not _INPUT_NAME.match(input_name):
+        raise ConfigurationError(
+            "BATCH_INPUT_NAME", f"{input_name!r} is not an input name (letters, digits, _)"
+        )
+    input_type = get("BATCH_INPUT_TYPE")
+    if input_type not in BATCH_INPUT_TYPES:
+        raise ConfigurationError(
+            "BATCH_INPUT_TYPE", f"{input_type!r} is not one of {', '.join(BATCH_INPUT_TYPES)}"
+        )
+    scope = get("BATCH_TOKEN_SCOPE")
+    if not scope.startswith(("https://", "api://")) or " " in scope:
+        raise ConfigurationError(
+            "BATCH_TOKEN_SCOPE", f"{scope!r} is not a scope like https://ml.azure.com/.default"
+        )
+    timeout_text = get("BATCH_TIMEOUT_SECONDS")
+    try:
+        timeout = float(timeout_text)
+    except ValueError:
+        raise ConfigurationError(
+            "BATCH_TIMEOUT_SECONDS", f"{timeout_text!r} is not a number"
+        ) from None
+    if not 0.1 <= timeout <= 230:
+        raise ConfigurationError("BATCH_TIMEOUT_SECONDS", f"{timeout} is outside 0.1..230")
+    return BatchSettings(endpoint, deployment, input_name, input_type, scope, timeout)
+
+
+def _check_url(name: str, url: str) -> None:
+    """Allow https anywhere and plain http only for loopback stand-ins."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        raise ConfigurationError(name, f"{url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            name, f"{url!r} uses plain http; only https is allowed outside loopback hosts"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,160 @@
+"""Write a thumbnail of a new image into the thumbnail container, exactly once per version.
+
+The thumbnail of ``<container>/<blob>`` is ``<container>/<blob>`` in THUMBNAIL_CONTAINER: the
+source path mirrored, so names never collide across containers. Its metadata records the
+source version (``source_etag``); every write is conditional on what was read, so duplicate
+and concurrent deliveries of one event write once, and a stale event never overwrites the
+thumbnail of a newer version.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
+
+from handlers.errors import InvalidBlobError, SourceGoneError, StorageUnavailableError
+from handlers.events import MAX_BLOB_NAME, BlobCreated
+from handlers.images import Thumbnail, make_thumbnail
+from handlers.outcomes import Outcome
+from handlers.settings import Settings
+from handlers.storage import quoted_etag, storage_errors, with_container
+
+logger = logging.getLogger(__name__)
+
+SOURCE_ETAG = "source_etag"
+SOURCE_URL = "source_url"
+_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class _Existing:
+    etag: str
+    source_version: str | None
+
+
+def thumbnail_name(container: str, blob_name: str) -> str:
+    return f"{container}/{blob_name}"
+
+
+def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: Settings) -> Outcome:
+    """Make and store the thumbnail for the blob version ``event`` announces."""
+    name = thumbnail_name(event.container, event.blob_name)
+    if len(name) > MAX_BLOB_NAME:
+        raise InvalidBlobError(
+            f"thumbnail name {settings.thumbnail_container}/{name[:80]}... would have "
+            f"{len(name)} characters; blob names are limited to {MAX_BLOB_NAME}"
+        )
+    if event.content_length is not None and event.content_length > settings.thumbnail_max_bytes:
+        raise InvalidBlobError(
+            f"blob has {event.content_length} bytes, over THUMBNAIL_MAX_BYTES "
+            f"({settings.thumbnail_max_bytes}); not downloaded"
+        )
+    container = service.get_container_client(settings.thumbnail_container)
+    target = container.get_blob_client(name)
+    source = service.get_blob_client(event.container, event.blob_name)
+    thumbnail: Thumbnail | None = None
+
+    for _ in range(_ATTEMPTS):
+        existing = _read_existing(target)
+        if existing is not None and existing.source_version == event.version:
+            return Outcome(
+                "duplicate", f"thumbnail {name} already made from version {event.version}"
+            )
+        if thumbnail is None:
+            data = _download(source, event, settings.thumbnail_max_bytes)
+            if data is None:
+                return _superseded(event)
+            thumbnail = make_thumbnail(data, settings.thumbnail_size, settings.thumbnail_max_pixels)
+        elif not _is_current(source, event):
+            return _superseded(event)
+        metadata = {SOURCE_ETAG: event.version, SOURCE_URL: source.url}
+        try:
+            with_container(container, partial(_upload, target, thumbnail, metadata, existing))
+        except (ResourceExistsError, ResourceModifiedError):
+            logger.info(
+                "event %s: thumbnail %s changed while we wrote it; reading it again",
+                event.event_id,
+                name,
+            )
+            continue
+        return Outcome(
+            "written",
+            f"thumbnail {settings.thumbnail_container}/{name} {thumbnail.width}x{thumbnail.height} "
+            f"{thumbnail.content_type} from {thumbnail.source_format} "
+            f"{thumbnail.source_size[0]}x{thumbnail.source_size[1]}",
+        )
+    raise StorageUnavailableError(f"thumbnail {name} kept changing under {_ATTEMPTS} attempts")
+
+
+def _read_existing(target: BlobClient) -> _Existing | None:
+    try:
+        with storage_errors("reading the thumbnail's properties"):
+            props = target.get_blob_properties()
+    except ResourceNotFoundError:
+        return None
+    return _Existing(str(props.etag), (props.metadata or {}).get(SOURCE_ETAG))
+
+
+def _download(source: BlobClient, event: BlobCreated, max_bytes: int) -> bytes | None:
+    """The bytes of exactly the event's version, or None when the blob has changed since."""
+    try:
+        with storage_errors("downloading the source blob"):
+            downloader = source.download_blob(
+                etag=quoted_etag(event.etag), match_condition=MatchConditions.IfNotModified
+            )
+            if downloader.size > max_bytes:
+                raise InvalidBlobError(
+                    f"blob has {downloader.size} bytes, over THUMBNAIL_MAX_BYTES ({max_bytes})"
+                )
+            return downloader.readall()
+    except ResourceNotFoundError:
+        raise SourceGoneError("the source blob was deleted before it could be read") from None
+    except ResourceModifiedError:
+        # 412 also answers a conditional read of a blob that no longer exists.
+        _is_current(source, event)
+        return None
+
+
+def _is_current(source: BlobClient, event: BlobCreated) -> bool:
+    try:
+        with storage_errors("reading the source's properties"):
+            props = source.get_blob_properties()
+    except ResourceNotFoundError:
+        raise SourceGoneError(
+            "the source blob was deleted before its thumbnail was written"
+        ) from None
+    return str(props.etag).strip('"') == event.version
+
+
+def _upload(
+    target: BlobClient, thumbnail: Thumbnail, metadata: dict[str, str], existing: _Existing | None
+) -> None:
+    settings = ContentSettings(content_type=thumbnail.content_type)
+    with storage_errors("writing the thumbnail"):
+        if existing is None:
+            # Create only: a concurrent delivery that got there first makes this fail.
+            target.upload_blob(
+                thumbnail.data, overwrite=False, metadata=metadata, content_settings=settings
+            )
+        else:
+            target.upload_blob(
+                thumbnail.data,
+                overwrite=True,
+                metadata=metadata,
+                content_settings=settings,
+                etag=existing.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+
+
+def _superseded(event: BlobCreated) -> Outcome:
+    return Outcome(
+        "superseded",
+        f"the blob changed after version {event.version}; "
+        "the newer version's event makes its thumbnail",
+    )

@@ -1,0 +1,123 @@
+"""Fixtures: a real Azurite per session, local stand-ins for Azure endpoints, and a clean
+environment and process context for every test."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.meta import Datum
+from azure.storage.blob import BlobServiceClient
+
+import function_app
+from handlers.context import reset_context
+from tools import azurite
+from tools import events as event_builders
+
+
+@pytest.fixture(autouse=True)
+def restore_environ() -> Iterator[None]:
+    saved = dict(os.environ)
+    reset_context()
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    reset_context()
+
+
+@pytest.fixture(scope="session")
+def azurite_service() -> Iterator[azurite.Azurite]:
+    with azurite.start() as service:
+        yield service
+
+
+@pytest.fixture
+def blob_service(azurite_service: azurite.Azurite) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(azurite_service.connection_string)
+
+
+def unique(prefix: str) -> str:
+    """A container name no other test uses (3-63 chars, lowercase)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def containers(blob_service: BlobServiceClient) -> dict[str, str]:
+    """This test's own source and output containers; the sources exist, outputs do not yet."""
+    names = {
+        "images": unique("images"),
+        "incoming": unique("batch-input"),
+        "thumbnails": unique("thumbs"),
+        "ledger": unique("ledger"),
+        "deadletter": unique("deadletter"),
+    }
+    blob_service.create_container(names["images"])
+    blob_service.create_container(names["incoming"])
+    return names
+
+
+@pytest.fixture
+def app_env(azurite_service: azurite.Azurite, containers: dict[str, str]) -> dict[str, str]:
+    """App settings pointing the functions at Azurite and this test's containers (dry-run)."""
+    env = {
+        "DATA_STORAGE": azurite_service.connection_string,
+        "THUMBNAIL_CONTAINER": containers["thumbnails"],
+        "DISPATCH_LEDGER_CONTAINER": containers["ledger"],
+        "DEADLETTER_CONTAINER": containers["deadletter"],
+    }
+    os.environ.pop("BATCH_ENDPOINT_URI", None)
+    os.environ.update(env)
+    reset_context()
+    return env
+
+
+@functools.cache
+def functions() -> dict[str, Any]:
+    """The indexed functions, as the host sees them (the app can be indexed only once)."""
+    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+
+
+def invoke(function_name: str, payload: dict[str, Any]) -> None:
+    """Run a function as the host does: JSON through the worker's converter, then the call."""
+    event = EventGridEventInConverter.decode(
+        Datum(json.dumps(payload), "json"), trigger_metadata={}
+    )
+    functions()[function_name].get_user_function()(event)
+
+
+@pytest.fixture
+def upload_event(
+    blob_service: BlobServiceClient, azurite_service: azurite.Azurite
+) -> Callable[..., dict[str, Any]]:
+    """Upload bytes as a blob and return the BlobCreated event Azure would send for it."""
+
+    def upload(
+        container: str,
+        name: str,
+        data: bytes,
+        schema: str = event_builders.EVENT_GRID_SCHEMA,
+        content_type: str = "application/octet-stream",
+    ) -> dict[str, Any]:
+        from azure.storage.blob import ContentSettings
+
+        result = blob_service.get_blob_client(container, name).upload_blob(
+            data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+        )
+        return event_builders.blob_created(
+            account=azurite.ACCOUNT,
+            service_url=azurite_service.blob_url,
+            container=container,
+            blob_name=name,
+            etag=str(result["etag"]),
+            content_type=content_type,
+            content_length=len(data),
+            schema=schema,
+        )
+
+    return upload

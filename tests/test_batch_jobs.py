@@ -1,0 +1,351 @@
+"""dispatch_batch_job against Azurite, a local jobs endpoint and a local managed identity.
+
+The stand-ins speak the documented contracts (tests/support/servers.py), so the real
+azure-identity and requests code runs end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from handlers.batch_jobs import ledger_name
+from handlers.context import reset_context
+from handlers.errors import ConfigurationError, DispatchUnavailableError
+from handlers.events import AccountEndpoint, parse_event
+from tests.conftest import invoke
+from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, Scripted
+from tools import azurite
+from tools import events as build
+
+pytestmark = [pytest.mark.azurite, pytest.mark.http]
+
+Upload = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def identity() -> Iterator[ManagedIdentityEndpoint]:
+    server = ManagedIdentityEndpoint()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
+    server = JobsEndpoint(accepted_token=identity.token, deployments=("blue",))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def batch_env(
+    app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
+) -> dict[str, str]:
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
+            del os.environ[name]
+    env = {
+        **identity.environment(),
+        "BATCH_ENDPOINT_URI": jobs.scoring_uri,
+        "BATCH_DEPLOYMENT": "blue",
+        "BATCH_INPUT_NAME": "heart_data",
+    }
+    os.environ.update(env)
+    reset_context()
+    return env
+
+
+def posts(jobs: JobsEndpoint) -> list[Any]:
+    return [r for r in jobs.requests if r.method == "POST"]
+
+
+def ledger(service: BlobServiceClient, containers: dict[str, str], event: dict[str, Any]) -> Any:
+    account = AccountEndpoint(azurite.ACCOUNT, event["data"]["url"].split("/batch-input")[0])
+    parsed = parse_event(event, account)
+    client = service.get_blob_client(containers["ledger"], ledger_name(parsed))  # type: ignore[arg-type]
+    if not client.exists():
+        return None
+    return json.loads(client.download_blob().readall())
+
+
+def outcome_lines(caplog: pytest.LogCaptureFixture, status: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if f"outcome={status}" in r.getMessage()]
+
+
+@pytest.fixture
+def csv_event(containers: dict[str, str], upload_event: Upload) -> Callable[[str], dict[str, Any]]:
+    def make(name: str = "incoming/heart.csv") -> dict[str, Any]:
+        return upload_event(
+            containers["incoming"], name, b"age,sex\n63,1\n", build.CLOUD_EVENT_SCHEMA, "text/csv"
+        )
+
+    return make
+
+
+def test_posts_the_documented_job_and_records_it(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    identity: ManagedIdentityEndpoint,
+    containers: dict[str, str],
+    csv_event: Callable[[str], dict[str, Any]],
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = csv_event("incoming/2026/heart disease #3.csv")
+    invoke("dispatch_batch_job", event)
+
+    (request,) = posts(jobs)
+    assert request.path == "/jobs"
+    assert request.headers["Authorization"] == f"Bearer {identity.token}"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["azureml-model-deployment"] == "blue"
+    assert request.json() == {
+        "properties": {
+            "InputData": {"heart_data": {"JobInputType": "UriFile", "Uri": event["data"]["url"]}}
+        }
+    }
+    (job_name,) = jobs.jobs
+    record = ledger(blob_service, containers, event)
+    assert record["status"] == "dispatched"
+    assert record["jobName"] == job_name
+    assert record["eTag"] == event["data"]["eTag"].strip('"')
+    assert record["blob"] == "incoming/2026/heart disease #3.csv"
+    (line,) = outcome_lines(caplog, "dispatched")
+    assert job_name in line and event["id"] in line
+    (token_request,) = identity.token_requests
+    assert token_request.query["resource"] == ["https://ml.azure.com"]
+
+
+def test_folder_input_and_default_deployment(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    csv_event: Callable[[str], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATCH_INPUT_TYPE", "UriFolder")
+    monkeypatch.delenv("BATCH_DEPLOYMENT")
+    reset_context()
+    event = csv_event("incoming/day1/a.csv")
+    invoke("dispatch_batch_job", event)
+    (request,) = posts(jobs)
+    assert "azureml-model-deployment" not in request.headers
+    (value,) = request.json()["properties"]["InputData"].values()
+    assert value == {
+        "JobInputType": "UriFolder",
+        "Uri": event["data"]["url"].rsplit("/", 1)[0] + "/",
+    }
+
+
+def test_one_token_for_many_events(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    identity: ManagedIdentityEndpoint,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> None:
+    for number in range(6):
+        invoke("dispatch_batch_job", csv_event(f"incoming/file-{number}.csv"))
+    assert len(jobs.jobs) == 6
+    assert len(identity.token_requests) == 1
+
+
+def test_duplicate_and_concurrent_deliveries_start_one_job(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    csv_event: Callable[[str], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = csv_event("incoming/once.csv")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        try:
+            invoke("dispatch_batch_job", event)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    invoke("dispatch_batch_job", {**event, "id": "redelivered"})
+    assert not errors
+    assert len(jobs.jobs) == 1
+    assert len(posts(jobs)) == 1
+    assert len(outcome_lines(caplog, "dispatched")) == 1
+    assert len(outcome_lines(caplog, "duplicate")) == 8
+
+
+def test_a_new_version_gets_its_own_job(
+    batch_env: dict[str, str], jobs: JobsEndpoint, csv_event: Callable[[str], dict[str, Any]]
+) -> None:
+    invoke("dispatch_batch_job", csv_event("incoming/v.csv"))
+    invoke("dispatch_batch_job", csv_event("incoming/v.csv"))
+    assert len(jobs.jobs) == 2
+
+
+def test_429_honours_retry_after(
+    batch_env: dict[str, str], jobs: JobsEndpoint, csv_event: Callable[[str], dict[str, Any]]
+) -> None:
+    jobs.script.append(Scripted(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "1"}))
+    invoke("dispatch_batch_job", csv_event("incoming/busy.csv"))
+    assert len(jobs.jobs) == 1
+    first, second = posts(jobs)
+    assert second.received - first.received >= 0.95
+
+
+def test_429_with_a_long_retry_after_leaves_it_to_event_grid(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> None:
+    jobs.script.append(Scripted(429, None, {"Retry-After": "120"}))
+    event = csv_event("incoming/later.csv")
+    with pytest.raises(DispatchUnavailableError, match="Retry-After 120"):
+        invoke("dispatch_batch_job", event)
+    assert len(posts(jobs)) == 1
+    assert ledger(blob_service, containers, event) is None  # claim released for the retry
+    invoke("dispatch_batch_job", event)  # Event Grid's retry
+    assert len(jobs.jobs) == 1
+
+
+def test_500_then_success(
+    batch_env: dict[str, str], jobs: JobsEndpoint, csv_event: Callable[[str], dict[str, Any]]
+) -> None:
+    jobs.script.append(Scripted(500, {"error": {"code": "InternalServerError"}}))
+    invoke("dispatch_batch_job", csv_event("incoming/flaky.csv"))
+    assert len(posts(jobs)) == 2
+    assert len(jobs.jobs) == 1
+
+
+def test_persistent_5xx_raises_and_is_never_recorded_as_done(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> None:
+    jobs.script.extend([Scripted(503), Scripted(500), Scripted(408)])
+    event = csv_event("incoming/down.csv")
+    with pytest.raises(DispatchUnavailableError, match="408 after 3 attempts"):
+        invoke("dispatch_batch_job", event)
+    assert ledger(blob_service, containers, event) is None
+    invoke("dispatch_batch_job", event)
+    assert len(jobs.jobs) == 1
+    assert ledger(blob_service, containers, event)["status"] == "dispatched"
+
+
+def test_400_is_permanent_logged_and_recorded(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    body = {"error": {"code": "UserError", "message": "input is not readable"}}
+    jobs.script.append(Scripted(400, body))
+    event = csv_event("incoming/bad.csv")
+    invoke("dispatch_batch_job", event)  # returns normally: not retried
+    (line,) = outcome_lines(caplog, "failed")
+    assert "400" in line and "input is not readable" in line
+    record = ledger(blob_service, containers, event)
+    assert (record["status"], record["statusCode"]) == ("rejected", 400)
+    invoke("dispatch_batch_job", event)
+    assert len(posts(jobs)) == 1
+
+
+def test_unauthorized_is_configuration_and_retried(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> None:
+    jobs.accepted_token = "someone-else"
+    event = csv_event("incoming/denied.csv")
+    with pytest.raises(ConfigurationError, match="AzureML Data Scientist"):
+        invoke("dispatch_batch_job", event)
+    assert ledger(blob_service, containers, event) is None
+
+
+def test_no_answer_is_recorded_as_unknown_and_never_posted_twice(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("BATCH_TIMEOUT_SECONDS", "0.5")
+    reset_context()
+    jobs.script.append(Scripted(200, delay=1.5, then_normal=True))  # starts the job, answers late
+    event = csv_event("incoming/slow.csv")
+    invoke("dispatch_batch_job", event)
+    invoke("dispatch_batch_job", event)
+    assert len(jobs.jobs) == 1
+    assert len(posts(jobs)) == 1
+    record = ledger(blob_service, containers, event)
+    assert record["status"] == "unknown"
+    (line,) = outcome_lines(caplog, "failed")
+    assert "may exist" in line and "delete ledger blob" in line
+
+
+def test_unreachable_endpoint_is_transient(
+    batch_env: dict[str, str],
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATCH_ENDPOINT_URI", f"http://127.0.0.1:{azurite.free_port()}/jobs")
+    reset_context()
+    event = csv_event("incoming/nowhere.csv")
+    with pytest.raises(DispatchUnavailableError, match="could not connect"):
+        invoke("dispatch_batch_job", event)
+    assert ledger(blob_service, containers, event) is None
+
+
+def test_token_endpoint_failure_is_transient(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    identity: ManagedIdentityEndpoint,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> None:
+    identity.script.extend([Scripted(500, {"error": "unavailable"})] * 10)
+    with pytest.raises(DispatchUnavailableError, match="no token"):
+        invoke("dispatch_batch_job", csv_event("incoming/notoken.csv"))
+    assert posts(jobs) == []
+
+
+def test_dry_run_logs_the_request_and_records_nothing(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = csv_event("incoming/dry.csv")
+    invoke("dispatch_batch_job", event)
+    (line,) = outcome_lines(caplog, "dry-run")
+    body = json.loads(line.split("body=", 1)[1])
+    assert body["properties"]["InputData"]["input_data"]["Uri"] == event["data"]["url"]
+    assert "Bearer <token for https://ml.azure.com/.default>" in line
+    assert not blob_service.get_container_client(containers["ledger"]).exists()

@@ -1,0 +1,103 @@
+"""What the Functions host sees: the indexed functions, their bindings, both schemas."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.meta import Datum
+
+import function_app
+from tests.conftest import functions
+from tools import events as build
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_two_event_grid_functions_are_indexed() -> None:
+    found = functions()
+    assert sorted(found) == ["create_thumbnail", "dispatch_batch_job"]
+    for name, fn in found.items():
+        spec = json.loads(fn.get_function_json())
+        assert spec["scriptFile"] == "function_app.py"
+        assert spec["bindings"] == [
+            {"direction": "IN", "type": "eventGridTrigger", "name": "event"}
+        ]
+        assert fn.get_user_function().__name__ == name
+
+
+def test_trigger_annotations_pass_the_workers_type_check() -> None:
+    """The worker refuses a trigger whose annotation its converter does not accept."""
+    for fn in functions().values():
+        annotation = inspect.signature(fn.get_user_function()).parameters["event"].annotation
+        assert EventGridEventInConverter.check_input_type_annotation(annotation)
+
+
+@pytest.mark.parametrize("schema", [build.EVENT_GRID_SCHEMA, build.CLOUD_EVENT_SCHEMA])
+def test_event_to_dict_restores_the_delivered_json(schema: str) -> None:
+    payload = build.blob_created(
+        account="acct",
+        service_url="https://acct.blob.core.windows.net",
+        container="images",
+        blob_name="a b/c.jpg",
+        etag="0x1",
+        schema=schema,
+    )
+    decoded = EventGridEventInConverter.decode(
+        Datum(json.dumps(payload), "json"), trigger_metadata={}
+    )
+    expected_type = func.CloudEvent if schema == build.CLOUD_EVENT_SCHEMA else func.EventGridEvent
+    assert isinstance(decoded, expected_type)
+    restored = function_app.event_to_dict(decoded)
+    for key in ("id", "subject", "data"):
+        assert restored[key] == payload[key]
+    type_key = "type" if schema == build.CLOUD_EVENT_SCHEMA else "eventType"
+    assert restored[type_key] == payload[type_key]
+
+
+def test_function_app_only_wires() -> None:
+    """handlers/ never imports azure.functions: the work is testable without a host."""
+    pattern = re.compile(
+        r"^\s*(import azure\.functions|from azure\.functions|from azure import functions)", re.M
+    )
+    for path in (ROOT / "handlers").glob("*.py"):
+        assert not pattern.search(path.read_text()), path.name
+    assert pattern.search((ROOT / "function_app.py").read_text())
+
+
+def test_host_json() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {
+        "id": "Microsoft.Azure.Functions.ExtensionBundle",
+        "version": "[4.*, 5.0.0)",
+    }
+    assert host["functionTimeout"] == "00:05:00"
+    assert host["logging"]["logLevel"]["Function"] == "Information"
+
+
+def test_requirements_are_pinned_and_deploy_only() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert all("==" in line for line in lines), lines
+    names = {line.split("==")[0].lower() for line in lines}
+    assert "azure-functions" in names
+    assert not names & {"azure-functions-worker", "pytest", "mypy", "ruff", "checkov"}
+
+
+def test_every_json_file_parses() -> None:
+    """host.json, the settings sample, package files and infra JSON must stay valid JSON."""
+    skip = {".venv", ".venv-checkov", "node_modules", ".git", ".local"}
+    paths = [p for p in ROOT.rglob("*.json") if not skip & set(p.relative_to(ROOT).parts)]
+    assert len(paths) >= 4
+    for path in paths:
+        json.loads(path.read_text(encoding="utf-8"))
+    json.loads((ROOT / "local.settings.json.sample").read_text())

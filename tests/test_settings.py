@@ -1,0 +1,107 @@
+"""Settings: defaults, every check names the setting, identity-based storage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from handlers.errors import ConfigurationError
+from handlers.settings import DEFAULTS, SETTINGS, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = {"DATA_STORAGE": "UseDevelopmentStorage=true"}
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(LOCAL)
+    assert settings.thumbnail_container == "thumbnails"
+    assert settings.thumbnail_size == 128
+    assert settings.ledger_container == "batch-dispatch"
+    assert settings.deadletter_container == "deadletter"
+    assert settings.output_containers == {"thumbnails", "batch-dispatch", "deadletter"}
+    assert settings.batch.endpoint_uri is None  # dry-run
+    assert settings.batch.input_type == "UriFile"
+    assert settings.batch.token_scope == "https://ml.azure.com/.default"
+    assert settings.storage.connection_string == "UseDevelopmentStorage=true"
+
+
+def test_empty_values_mean_unset() -> None:
+    settings = Settings.from_env({**LOCAL, "BATCH_ENDPOINT_URI": " ", "THUMBNAIL_SIZE": ""})
+    assert settings.batch.endpoint_uri is None
+    assert settings.thumbnail_size == 128
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("THUMBNAIL_SIZE", "big", "not a whole number"),
+        ("THUMBNAIL_SIZE", "4", "outside 16..2048"),
+        ("THUMBNAIL_MAX_PIXELS", "0", "outside"),
+        ("THUMBNAIL_CONTAINER", "Thumbs", "not a container name"),
+        ("THUMBNAIL_CONTAINER", "ab", "not a container name"),
+        ("DISPATCH_LEDGER_CONTAINER", "a--b", "not a container name"),
+        ("BATCH_ENDPOINT_URI", "http://example.invalid/jobs", "plain http"),
+        ("BATCH_ENDPOINT_URI", "ftp://host/jobs", "not an http(s) URL"),
+        ("BATCH_INPUT_TYPE", "Literal", "not one of UriFile, UriFolder"),
+        ("BATCH_INPUT_NAME", "bad name", "not an input name"),
+        ("BATCH_DEPLOYMENT", "-x", "not a deployment name"),
+        ("BATCH_TOKEN_SCOPE", "ml.azure.com", "not a scope"),
+        ("BATCH_TIMEOUT_SECONDS", "soon", "not a number"),
+        ("BATCH_TIMEOUT_SECONDS", "999", "outside"),
+        ("DATA_STORAGE", "not a connection string", "not a storage connection string"),
+    ],
+)
+def test_bad_values_name_the_setting(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**LOCAL, name: value})
+    assert caught.value.setting == name
+    assert str(caught.value).startswith(f"app setting {name}: ")
+    assert message in str(caught.value)
+
+
+def test_output_containers_must_differ() -> None:
+    with pytest.raises(ConfigurationError, match="must differ"):
+        Settings.from_env({**LOCAL, "DEADLETTER_CONTAINER": "thumbnails"})
+
+
+def test_missing_storage_names_every_way_to_set_it() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({})
+    assert caught.value.setting == "DATA_STORAGE"
+    assert "DATA_STORAGE__blobServiceUri" in str(caught.value)
+
+
+def test_identity_based_storage() -> None:
+    by_uri = Settings.from_env(
+        {
+            "DATA_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net/",
+            "DATA_STORAGE__clientId": "cid",
+        }
+    )
+    assert by_uri.storage.account_url == "https://acct.blob.core.windows.net"
+    assert by_uri.storage.client_id == "cid"
+    by_name = Settings.from_env({"DATA_STORAGE__accountName": "acct"})
+    assert by_name.storage.account_url == "https://acct.blob.core.windows.net"
+    with pytest.raises(ConfigurationError, match="DATA_STORAGE__accountName"):
+        Settings.from_env({"DATA_STORAGE__accountName": "Not_An_Account"})
+
+
+def test_loopback_http_is_allowed_for_stand_ins() -> None:
+    for uri in ("http://127.0.0.1:8080/jobs", "http://localhost:1/jobs", "http://[::1]:2/jobs"):
+        assert Settings.from_env({**LOCAL, "BATCH_ENDPOINT_URI": uri}).batch.endpoint_uri == uri
+    https = "https://ep.westeurope.inference.ml.azure.com/jobs"
+    assert Settings.from_env({**LOCAL, "BATCH_ENDPOINT_URI": https}).batch.endpoint_uri == https
+
+
+def test_sample_and_readme_document_every_setting() -> None:
+    sample = json.loads((ROOT / "local.settings.json.sample").read_text())["Values"]
+    readme = (ROOT / "README.md").read_text()
+    for name in SETTINGS:
+        assert name in sample, f"{name} missing from local.settings.json.sample"
+        assert f"`{name}`" in readme, f"{name} missing from README's settings table"
+    for name, default in DEFAULTS.items():
+        assert sample[name] == default, f"sample value of {name} differs from the default"
+    # The sample's values must be accepted as they are.
+    Settings.from_env(sample)

@@ -1,0 +1,261 @@
+"""create_thumbnail against a real Azurite, invoked as the host would invoke it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+from PIL import Image
+
+from handlers.thumbnails import SOURCE_ETAG, thumbnail_name
+from tests.conftest import invoke
+from tests.support import images as gen
+from tools import events as build
+
+pytestmark = pytest.mark.azurite
+
+Upload = Callable[..., dict[str, Any]]
+
+
+def outcomes(caplog: pytest.LogCaptureFixture, status: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if f"outcome={status}" in r.getMessage()]
+
+
+def read(service: BlobServiceClient, container: str, name: str) -> tuple[bytes, Any]:
+    client = service.get_blob_client(container, name)
+    return client.download_blob().readall(), client.get_blob_properties()
+
+
+@pytest.mark.parametrize("schema", [build.EVENT_GRID_SCHEMA, build.CLOUD_EVENT_SCHEMA])
+def test_writes_a_thumbnail_with_metadata(
+    schema: str,
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    name = "holiday/2026 beach #1 +ünï%.jpg"
+    event = upload_event(
+        containers["images"], name, gen.encode(gen.halves((1600, 900)), "JPEG"), schema
+    )
+    invoke("create_thumbnail", event)
+
+    data, props = read(
+        blob_service, containers["thumbnails"], thumbnail_name(containers["images"], name)
+    )
+    image = gen.open_bytes(data)
+    assert (image.format, image.size) == ("JPEG", (128, 72))
+    assert props.content_settings.content_type == "image/jpeg"
+    assert props.metadata[SOURCE_ETAG] == event["data"]["eTag"].strip('"')
+    assert props.metadata["source_url"] == event["data"]["url"]
+    assert len(outcomes(caplog, "written")) == 1
+    assert event["id"] in outcomes(caplog, "written")[0]
+
+
+def test_transparent_png_is_stored_as_png(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+) -> None:
+    event = upload_event(
+        containers["images"], "logo.png", gen.encode(gen.transparent_rgba((512, 256)), "PNG")
+    )
+    invoke("create_thumbnail", event)
+    data, props = read(blob_service, containers["thumbnails"], f"{containers['images']}/logo.png")
+    assert props.content_settings.content_type == "image/png"
+    assert gen.open_bytes(data).mode == "RGBA"
+
+
+def test_duplicate_delivery_writes_nothing(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = upload_event(containers["images"], "a.jpg", gen.encode(gen.halves((600, 400)), "JPEG"))
+    invoke("create_thumbnail", event)
+    _, first = read(blob_service, containers["thumbnails"], f"{containers['images']}/a.jpg")
+    invoke("create_thumbnail", event)
+    replayed = {**event, "id": "replayed-with-another-id"}
+    invoke("create_thumbnail", replayed)
+    _, after = read(blob_service, containers["thumbnails"], f"{containers['images']}/a.jpg")
+    assert after.etag == first.etag
+    assert after.last_modified == first.last_modified
+    assert len(outcomes(caplog, "written")) == 1
+    assert len(outcomes(caplog, "duplicate")) == 2
+
+
+def test_concurrent_deliveries_write_once(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = upload_event(
+        containers["images"], "race.png", gen.encode(gen.halves((2000, 1500)), "PNG")
+    )
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        try:
+            invoke("create_thumbnail", event)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert len(outcomes(caplog, "written")) == 1
+    assert len(outcomes(caplog, "duplicate")) == 7
+    _, props = read(blob_service, containers["thumbnails"], f"{containers['images']}/race.png")
+    assert props.metadata[SOURCE_ETAG] == event["data"]["eTag"].strip('"')
+
+
+def test_new_version_replaces_and_stale_event_does_not(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    first = upload_event(containers["images"], "v.jpg", gen.encode(gen.halves((800, 400)), "JPEG"))
+    invoke("create_thumbnail", first)
+    second = upload_event(containers["images"], "v.jpg", gen.encode(gen.halves((400, 800)), "JPEG"))
+    invoke("create_thumbnail", second)
+    data, props = read(blob_service, containers["thumbnails"], f"{containers['images']}/v.jpg")
+    assert gen.open_bytes(data).size == (64, 128)
+    assert props.metadata[SOURCE_ETAG] == second["data"]["eTag"].strip('"')
+
+    invoke("create_thumbnail", first)  # late redelivery of the old version
+    _, after = read(blob_service, containers["thumbnails"], f"{containers['images']}/v.jpg")
+    assert after.etag == props.etag
+    assert len(outcomes(caplog, "superseded")) == 1
+
+
+def test_event_for_a_version_already_overwritten_writes_nothing(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    old = upload_event(containers["images"], "w.jpg", gen.encode(gen.halves((300, 300)), "JPEG"))
+    upload_event(containers["images"], "w.jpg", gen.encode(gen.halves((300, 600)), "JPEG"))
+    invoke("create_thumbnail", old)
+    assert not blob_service.get_container_client(containers["thumbnails"]).exists()
+    assert len(outcomes(caplog, "superseded")) == 1
+
+
+@pytest.mark.parametrize("output", ["thumbnails", "ledger", "deadletter"])
+def test_events_for_output_containers_are_ignored(
+    output: str,
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The recursion guard: a filter that also matched the thumbnail container changes nothing."""
+    caplog.set_level(logging.INFO)
+    blob_service.create_container(containers[output])
+    event = upload_event(
+        containers[output], "images-x/a.jpg", gen.encode(gen.halves((300, 300)), "JPEG")
+    )
+    invoke("create_thumbnail", event)
+    invoke("dispatch_batch_job", event)
+    ignored = outcomes(caplog, "ignored")
+    assert len(ignored) == 2
+    assert all("output containers" in line for line in ignored)
+    names = [b.name for b in blob_service.get_container_client(containers[output]).list_blobs()]
+    assert names == ["images-x/a.jpg"]
+
+
+def test_permanent_failures_are_logged_and_not_retried(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    images = containers["images"]
+    cases = {
+        "not-an-image.jpg": b"<html>not an image</html>",
+        "empty.png": b"",
+        "truncated.jpg": gen.encode(gen.halves((900, 600)), "JPEG")[:3000],
+    }
+    events = [upload_event(images, name, data) for name, data in cases.items()]
+    gone = upload_event(images, "deleted.jpg", gen.encode(gen.halves((100, 100)), "JPEG"))
+    blob_service.get_blob_client(images, "deleted.jpg").delete_blob()
+    events.append(gone)
+    for event in events:
+        invoke("create_thumbnail", event)  # returns normally: Event Grid will not retry
+    failed = outcomes(caplog, "failed")
+    assert len(failed) == 4
+    for line, reason in zip(
+        failed, ["not an image", "empty (0 bytes)", "truncated", "deleted"], strict=True
+    ):
+        assert reason in line
+    assert not blob_service.get_container_client(containers["thumbnails"]).exists()
+
+
+def test_size_limits_refuse_without_downloading(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("THUMBNAIL_MAX_BYTES", "1000")
+    monkeypatch.setenv("THUMBNAIL_MAX_PIXELS", "10000")
+    from handlers.context import reset_context
+
+    reset_context()
+    big = upload_event(containers["images"], "big.png", gen.encode(gen.halves((500, 500)), "PNG"))
+    lied = {**big, "data": {**big["data"], "contentLength": 10}}  # the event understates it
+    wide = upload_event(
+        containers["images"], "wide.png", gen.encode(Image.new("L", (200, 200)), "PNG")
+    )
+    invoke("create_thumbnail", big)
+    invoke("create_thumbnail", lied)
+    invoke("create_thumbnail", wide)
+    failed = outcomes(caplog, "failed")
+    assert "not downloaded" in failed[0]
+    assert "over THUMBNAIL_MAX_BYTES" in failed[1]
+    assert "over THUMBNAIL_MAX_PIXELS" in failed[2]
+
+
+def test_bad_settings_raise_naming_the_setting(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handlers.context import reset_context
+    from handlers.errors import ConfigurationError
+
+    monkeypatch.setenv("THUMBNAIL_SIZE", "huge")
+    reset_context()
+    event = upload_event(containers["images"], "s.jpg", gen.encode(gen.halves((100, 100)), "JPEG"))
+    with pytest.raises(ConfigurationError, match="THUMBNAIL_SIZE"):
+        invoke("create_thumbnail", event)

@@ -1,0 +1,1 @@
+"""Local tooling: Azurite, the local Event Grid stand-in and ops commands. Not deployed."""
