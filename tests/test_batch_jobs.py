@@ -349,3 +349,18 @@ def test_dry_run_logs_the_request_and_records_nothing(
     assert body["properties"]["InputData"]["input_data"]["Uri"] == event["data"]["url"]
     assert "Bearer <token for https://ml.azure.com/.default>" in line
     assert not blob_service.get_container_client(containers["ledger"]).exists()
+
+
+def test_user_assigned_identity_client_id_is_used(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    identity: ManagedIdentityEndpoint,
+    csv_event: Callable[[str], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+    reset_context()
+    invoke("dispatch_batch_job", csv_event("incoming/uami.csv"))
+    (token_request,) = identity.token_requests
+    assert token_request.query["client_id"] == ["11111111-2222-3333-4444-555555555555"]
+    assert len(jobs.jobs) == 1

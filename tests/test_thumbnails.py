@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -259,3 +260,59 @@ def test_bad_settings_raise_naming_the_setting(
     event = upload_event(containers["images"], "s.jpg", gen.encode(gen.halves((100, 100)), "JPEG"))
     with pytest.raises(ConfigurationError, match="THUMBNAIL_SIZE"):
         invoke("create_thumbnail", event)
+
+
+def test_storage_unreachable_is_transient(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Storage down: the function raises, so Event Grid retries (and finally dead-letters)."""
+    from handlers.context import reset_context
+    from handlers.errors import StorageUnavailableError
+    from tools import azurite
+
+    event = upload_event(
+        containers["images"], "later.jpg", gen.encode(gen.halves((100, 100)), "JPEG")
+    )
+    dead_port = azurite.free_port()
+    monkeypatch.setenv("DATA_STORAGE", azurite.connection_string(dead_port))
+    reset_context()
+    moved = json.loads(
+        json.dumps(event).replace(
+            event["data"]["url"].split("/devstoreaccount1")[0], f"http://127.0.0.1:{dead_port}"
+        )
+    )
+    with pytest.raises(StorageUnavailableError):
+        invoke("create_thumbnail", moved)
+
+
+def test_clients_are_made_once_per_process(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handlers import context
+
+    built: list[context.AppContext] = []
+    original = context.AppContext.from_env.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[context.AppContext], env: Any = None) -> context.AppContext:
+        made = original(cls, env)
+        built.append(made)
+        return made
+
+    monkeypatch.setattr(context.AppContext, "from_env", classmethod(counting))
+    for number in range(3):
+        event = upload_event(
+            containers["images"], f"n{number}.jpg", gen.encode(gen.halves((64, 64)), "JPEG")
+        )
+        invoke("create_thumbnail", event)
+        invoke("dispatch_batch_job", event)
+    assert len(built) == 1
+    ctx = built[0]
+    assert ctx.blob_service is ctx.blob_service
+    assert ctx.http is ctx.http
+    assert ctx.credential is ctx.credential
