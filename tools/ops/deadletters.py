@@ -1,0 +1,353 @@
+"""Replay the events Event Grid dead-lettered, then move each handled blob to the archive.
+
+Event Grid writes ``<SUBSCRIPTION NAME IN UPPER CASE>/<yyyy>/<m>/<d>/<h>/<guid>.json`` blobs
+(UTC, not zero-padded) into DEADLETTER_CONTAINER, each a JSON array of the original events
+with dead-letter fields added. A blob whose events all reached a final outcome (processed,
+already done or failed permanently) moves to ``archive/<original name>`` in the same
+container; a blob with any transient failure stays where it is for the next replay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobPrefix, ContainerClient, ContentSettings
+
+from handlers.context import AppContext
+from handlers.errors import ConfigurationError
+from tools.ops.backfill import Handle
+from tools.ops.progress import (
+    EXIT_INTERRUPTED,
+    EXIT_MALFORMED,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_USAGE,
+    Progress,
+    Tally,
+)
+from tools.routes import Route, Routes
+
+logger = logging.getLogger(__name__)
+
+# Lower case on purpose: Event Grid upper-cases subscription names, so no subscription's
+# dead letters can ever land under this prefix.
+ARCHIVE_PREFIX = "archive/"
+# What Event Grid adds to each dead-lettered event. They are removed before replaying so the
+# handler sees the event exactly as it was first delivered (the parser would ignore them).
+DEADLETTER_FIELDS = frozenset(
+    name.lower()
+    for name in (
+        "deadLetterReason",
+        "deliveryAttempts",
+        "lastDeliveryOutcome",
+        "lastHttpStatusCode",
+        "publishTime",
+        "lastDeliveryAttemptTime",
+    )
+)
+_NAME = re.compile(
+    r"^(?P<subscription>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<day>\d{1,2})"
+    r"/(?P<hour>\d{1,2})/(?P<id>[^/]+)\.json$"
+)
+_MAX_BLOB_BYTES = 64 * 1024 * 1024
+_HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    subscription: str | None
+    since: datetime | None
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class DeadLetterName:
+    subscription: str
+    hour: datetime  # the UTC hour Event Grid dead-lettered the events in
+
+
+class MalformedError(Exception):
+    """A dead-letter blob this command cannot replay; it is reported and left in place."""
+
+
+def parse_name(name: str) -> DeadLetterName:
+    match = _NAME.match(name)
+    if match is None:
+        raise MalformedError(
+            "the name is not <SUBSCRIPTION>/<yyyy>/<m>/<d>/<h>/<id>.json as Event Grid writes it"
+        )
+    try:
+        hour = datetime(
+            int(match["year"]),
+            int(match["month"]),
+            int(match["day"]),
+            int(match["hour"]),
+            tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise MalformedError(f"the name's date is not a date: {exc}") from None
+    return DeadLetterName(match["subscription"], hour)
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO date or time; without an offset it is UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO date or time (2025-03-01 or 2025-03-01T10:30Z)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    events: list[dict[str, Any]]  # as first delivered: the dead-letter fields removed
+    reason: str  # why Event Grid gave up, from the first event
+
+
+def parse_blob(data: bytes) -> DeadLetter:
+    """The events of one dead-letter blob; MalformedError when it is not one."""
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise MalformedError(f"not JSON: {exc}") from None
+    if not isinstance(document, list) or not document:
+        raise MalformedError("not a non-empty JSON array of events")
+    events = []
+    for index, event in enumerate(document):
+        if not isinstance(event, dict):
+            raise MalformedError(f"item {index} is a {type(event).__name__}, not an event")
+        events.append({k: v for k, v in event.items() if k.lower() not in DEADLETTER_FIELDS})
+    added = {k.lower(): v for k, v in document[0].items()}
+    reason = (
+        f"{added.get('deadletterreason', '?')} after {added.get('deliveryattempts', '?')} "
+        f"attempts, last {added.get('lastdeliveryoutcome', '?')}"
+    )
+    return DeadLetter(events, reason)
+
+
+def archive_name(name: str) -> str:
+    return ARCHIVE_PREFIX + name
+
+
+def _dead_letters(
+    container: ContainerClient, subscription: Route | None
+) -> Iterator[tuple[str, int]]:
+    """(name, size) of every blob outside the archive, one subscription folder at a time.
+
+    Walking the top level first means the archive, which only grows, is never listed.
+    """
+    if subscription is not None:
+        prefixes = [f"{subscription.name.upper()}/"]
+    else:
+        prefixes = []
+        for entry in container.walk_blobs(delimiter="/"):
+            if isinstance(entry, BlobPrefix):
+                if entry.name != ARCHIVE_PREFIX:
+                    prefixes.append(entry.name)
+            else:
+                yield entry.name, int(entry.size or 0)
+    for prefix in prefixes:
+        for blob in container.list_blobs(name_starts_with=prefix):
+            yield blob.name, int(blob.size or 0)
+
+
+def run_replay(
+    ctx: AppContext,
+    routes: Routes,
+    options: ReplayOptions,
+    *,
+    handle: Handle,
+    out: TextIO,
+    progress: Progress,
+) -> int:
+    """Replay what ``options`` selects; messages go to ``progress.stream``, results to ``out``."""
+    selected: Route | None = None
+    if options.subscription is not None:
+        try:
+            selected = routes.by_name(options.subscription)
+        except KeyError as exc:
+            progress.stream.write(f"error: {exc.args[0]}\n")
+            return EXIT_USAGE
+    return _Replay(ctx, routes, options, handle=handle, out=out, progress=progress).run(selected)
+
+
+class _Replay:
+    def __init__(
+        self,
+        ctx: AppContext,
+        routes: Routes,
+        options: ReplayOptions,
+        *,
+        handle: Handle,
+        out: TextIO,
+        progress: Progress,
+    ) -> None:
+        self.ctx = ctx
+        self.routes = routes
+        self.options = options
+        self.handle = handle
+        self.out = out
+        self.progress = progress
+        self.container = ctx.blob_service.get_container_client(ctx.settings.deadletter_container)
+        self.tally = Tally()
+        self.blobs: Counter[str] = Counter()  # what became of each dead-letter blob
+
+    def run(self, selected: Route | None) -> int:
+        interrupted = False
+        try:
+            for name, size in _dead_letters(self.container, selected):
+                self.progress.update(f"{self.blobs.total()} blobs, {self.tally.brief()}")
+                where = f"{self.container.container_name}/{name}"
+                try:
+                    parsed = parse_name(name)
+                    # The hour in the name is when the events were dead-lettered; keep a
+                    # blob whose hour reaches past --since.
+                    since = self.options.since
+                    if since is not None and parsed.hour + _HOUR <= since:
+                        continue
+                    route = _route(self.routes, parsed.subscription)
+                except MalformedError as exc:
+                    self.blobs["malformed"] += 1
+                    self.out.write(f"malformed, left in place: {where}: {exc}\n")
+                    continue
+                verdict = self.replay(name, size, route)
+                self.blobs[verdict] += 1
+                if verdict == "stopped":
+                    break
+        except ResourceNotFoundError:
+            self.out.write(
+                f"container {self.container.container_name} does not exist: nothing to replay\n"
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            self.progress.close()
+        return self.report(interrupted)
+
+    def replay(self, name: str, size: int, route: Route) -> str:
+        """Replay one dead-letter blob; return what became of it for the summary."""
+        where = f"{self.container.container_name}/{name}"
+        if size > _MAX_BLOB_BYTES:
+            self.out.write(f"malformed, left in place: {where}: {size} bytes is too large\n")
+            return "malformed"
+        try:
+            downloader = self.container.get_blob_client(name).download_blob()
+            data = downloader.readall()
+        except ResourceNotFoundError:
+            return "gone"  # another replay archived it since the listing
+        etag = str(downloader.properties.etag)
+        try:
+            dead = parse_blob(data)
+        except MalformedError as exc:
+            self.out.write(f"malformed, left in place: {where}: {exc}\n")
+            return "malformed"
+        if self.options.dry_run:
+            self.out.write(
+                f"would replay {where}: {len(dead.events)} event(s) to {route.function} "
+                f"({dead.reason}), then move it to {archive_name(name)}\n"
+            )
+            return "would replay"
+        logger.info(
+            "replaying %s: %d event(s) to %s (%s)",
+            where,
+            len(dead.events),
+            route.function,
+            dead.reason,
+        )
+        transient = False
+        for event in dead.events:
+            what = f"{route.function} {event.get('subject', '?')} (from {name})"
+            try:
+                outcome = self.handle(route.function, event, self.ctx)
+            except ConfigurationError as exc:
+                self.tally.transient_failure(what, exc)
+                self.out.write(f"left in place: {where}: {exc}\n")
+                return "stopped"
+            except Exception as exc:
+                # handle() has logged it; the blob stays for the next replay.
+                self.tally.transient_failure(what, exc)
+                transient = True
+            else:
+                self.tally.outcome(what, outcome)
+        if transient:
+            self.out.write(f"left in place: {where}: an event failed transiently\n")
+            return "left in place"
+        return self.archive(name, data, etag, route)
+
+    def archive(self, name: str, data: bytes, etag: str, route: Route) -> str:
+        """Copy to the archive, then delete the original only if it is what was replayed."""
+        where = f"{self.container.container_name}/{name}"
+        target = archive_name(name)
+        try:
+            self.container.get_blob_client(target).upload_blob(
+                data,
+                overwrite=True,
+                content_settings=ContentSettings(content_type="application/json"),
+                metadata={
+                    "replayed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "replayed_to": route.function,
+                    "deadletter_etag": etag.strip('"'),
+                },
+            )
+            self.container.get_blob_client(name).delete_blob(
+                etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceNotFoundError:
+            pass  # a concurrent replay moved it first; the archive holds the same bytes
+        except ResourceModifiedError:
+            self.out.write(f"replayed, left in place: {where} changed while it was replayed\n")
+            return "left in place"
+        except AzureError as exc:
+            self.out.write(f"replayed, left in place: {where}: archiving failed: {exc}\n")
+            return "left in place"
+        self.out.write(
+            f"replayed and archived: {where} -> {self.container.container_name}/{target}\n"
+        )
+        return "archived"
+
+    def report(self, interrupted: bool) -> int:
+        out, blobs, tally = self.out, self.blobs, self.tally
+        if self.options.dry_run:
+            out.write(
+                f"dry run summary: would replay {blobs['would replay']} dead-letter blobs, "
+                f"malformed {blobs['malformed']}; nothing was written\n"
+            )
+            return EXIT_OK
+        out.write(
+            f"replay summary: dead-letter blobs archived {blobs['archived']}, "
+            f"left in place {blobs['left in place'] + blobs['stopped']}, "
+            f"malformed {blobs['malformed']}\n"
+        )
+        for line in tally.summary():
+            out.write(f"  {line}\n")
+        if interrupted:
+            out.write("interrupted: blobs not archived yet stay in place; run it again\n")
+            return EXIT_INTERRUPTED
+        if blobs["stopped"]:
+            out.write("stopped: an app setting is wrong (see the failures above)\n")
+            return EXIT_USAGE
+        if tally.transient or blobs["left in place"]:
+            return EXIT_TRANSIENT
+        if blobs["malformed"]:
+            return EXIT_MALFORMED
+        return EXIT_OK
+
+
+def _route(routes: Routes, subscription: str) -> Route:
+    try:
+        return routes.by_name(subscription)
+    except KeyError:
+        raise MalformedError(
+            f"no subscription named {subscription!r} in the routes file; was it renamed or removed?"
+        ) from None
