@@ -1,0 +1,20 @@
+# azd postdeploy: the function code is published now, so Event Grid can validate the
+# AzureFunction endpoints. Run the same deployment again with the subscriptions on.
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+
+if (-not $env:AZURE_RESOURCE_GROUP) {
+    throw 'AZURE_RESOURCE_GROUP is not set (run this from azd, or set it)'
+}
+$infra = Split-Path -Parent $PSScriptRoot
+$name = if ($env:AZURE_ENV_NAME) { $env:AZURE_ENV_NAME } else { 'blob-events' }
+
+Write-Host "Creating the Event Grid subscriptions in resource group $env:AZURE_RESOURCE_GROUP"
+az deployment group create `
+    --resource-group $env:AZURE_RESOURCE_GROUP `
+    --name "$name-event-subscriptions" `
+    --template-file (Join-Path $infra 'main.bicep') `
+    --parameters (Join-Path $infra 'main.parameters.json') `
+    --parameters deployEventSubscriptions=true `
+    --output none
+if ($LASTEXITCODE -ne 0) { throw "az deployment group create failed ($LASTEXITCODE)" }

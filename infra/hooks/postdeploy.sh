@@ -1,0 +1,16 @@
+#!/bin/sh
+# azd postdeploy: the function code is published now, so Event Grid can validate the
+# AzureFunction endpoints. Run the same deployment again with the subscriptions on.
+set -eu
+
+: "${AZURE_RESOURCE_GROUP:?AZURE_RESOURCE_GROUP is not set (run this from azd, or export it)}"
+infra=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+
+echo "Creating the Event Grid subscriptions in resource group $AZURE_RESOURCE_GROUP"
+az deployment group create \
+  --resource-group "$AZURE_RESOURCE_GROUP" \
+  --name "${AZURE_ENV_NAME:-blob-events}-event-subscriptions" \
+  --template-file "$infra/main.bicep" \
+  --parameters "$infra/main.parameters.json" \
+  --parameters deployEventSubscriptions=true \
+  --output none

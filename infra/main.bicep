@@ -1,0 +1,336 @@
+// Blob-event functions: a data account whose BlobCreated events Event Grid delivers to two
+// functions (thumbnails, Azure ML batch dispatch) on a Flex Consumption app.
+//
+// Two phases, because Event Grid validates an AzureFunction destination when the subscription
+// is created: deploy with deployEventSubscriptions=false, publish the code, deploy again with
+// deployEventSubscriptions=true (azd's postdeploy hook does the last step).
+targetScope = 'resourceGroup'
+
+@description('Required. Name of the environment (dev, test, prod...); seeds the resource names and tags.')
+@minLength(1)
+@maxLength(64)
+param environmentName string
+
+@description('Optional. Azure region of every resource; it must offer Flex Consumption.')
+param location string = resourceGroup().location
+
+@description('Optional. Create the Event Grid subscriptions. Leave false until the function code is published.')
+param deployEventSubscriptions bool = false
+
+@description('Optional. Scoring URI of an existing Azure ML batch endpoint (https://<endpoint>.<region>.inference.ml.azure.com/jobs). Empty: the app logs what it would submit (dry-run).')
+param batchEndpointUri string = ''
+
+@description('Optional. Batch deployment to invoke (header azureml-model-deployment). Empty: the endpoint\'s default deployment.')
+param batchDeployment string = ''
+
+@description('Optional. Name of the job input that receives the blob.')
+@minLength(1)
+param batchInputName string = 'input_data'
+
+@description('Optional. Type of that input.')
+@allowed([
+  'UriFile'
+  'UriFolder'
+])
+param batchInputType string = 'UriFile'
+
+@description('Optional. Scope of the token the app requests for the batch endpoint.')
+@minLength(1)
+param batchTokenScope string = 'https://ml.azure.com/.default'
+
+@description('Optional. Seconds one request to the batch endpoint may take.')
+@minValue(1)
+@maxValue(230)
+param batchTimeoutSeconds int = 30
+
+@description('Optional. Resource id of the Azure ML workspace of the batch endpoint; the app identity gets AzureML Data Scientist on it. Empty: no role is assigned.')
+param mlWorkspaceResourceId string = ''
+
+@description('Optional. Object id of the managed identity the batch jobs read their input with (for example the compute cluster\'s); it gets Storage Blob Data Reader on the data account. Empty: none.')
+param batchReaderPrincipalId string = ''
+
+@description('Optional. Longest side of a thumbnail in pixels.')
+@minValue(16)
+@maxValue(2048)
+param thumbnailSize int = 128
+
+@description('Optional. Larger source images are refused (decompression-bomb guard).')
+@minValue(1)
+@maxValue(1000000000)
+param thumbnailMaxPixels int = 150000000
+
+@description('Optional. Larger source blobs are refused without being downloaded.')
+@minValue(1)
+@maxValue(4294967296)
+param thumbnailMaxBytes int = 268435456
+
+@description('Optional. Replication of the data account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param dataStorageSku string = 'Standard_GRS'
+
+@description('Optional. Hierarchical namespace (ADLS Gen2) on the data account.')
+param dataStorageHierarchicalNamespace bool = false
+
+@description('Optional. Upper bound of function instances.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Optional. Memory of each function instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Optional. Spread the function instances over availability zones (only where Flex Consumption offers it).')
+param zoneRedundant bool = false
+
+@description('Optional. Name of the data storage account. Default: generated.')
+@maxLength(24)
+param dataStorageAccountName string = ''
+
+@description('Optional. Name of the host storage account (AzureWebJobsStorage and the code package). Default: generated.')
+@maxLength(24)
+param hostStorageAccountName string = ''
+
+@description('Optional. Name of the function app. Default: generated.')
+@maxLength(60)
+param functionAppName string = ''
+
+@description('Optional. Name of the Flex Consumption plan. Default: generated.')
+param planName string = ''
+
+@description('Optional. Name of the user-assigned identity. Default: generated.')
+param identityName string = ''
+
+@description('Optional. Name of the Application Insights component. Default: generated.')
+param applicationInsightsName string = ''
+
+@description('Optional. Name of the Log Analytics workspace. Default: generated.')
+param logAnalyticsName string = ''
+
+@description('Optional. Name of the Event Grid system topic. Default: generated.')
+param systemTopicName string = ''
+
+@description('Optional. Extra tags for every resource.')
+param tags object = {}
+
+// Shared with the local event source and the ops tools: one routing table for all of them.
+var routing = loadJsonContent('event-subscriptions.json')
+var containers = routing.containers
+
+// Also suffixes the nested deployment names, so two environments can share a resource group.
+var resourceToken = uniqueString(resourceGroup().id, environmentName)
+var abbrs = {
+  storageAccount: 'st'
+  functionApp: 'func-'
+  plan: 'plan-'
+  identity: 'id-'
+  applicationInsights: 'appi-'
+  logAnalytics: 'log-'
+  systemTopic: 'egst-'
+}
+var names = {
+  dataStorage: !empty(dataStorageAccountName) ? dataStorageAccountName : '${abbrs.storageAccount}data${resourceToken}'
+  hostStorage: !empty(hostStorageAccountName) ? hostStorageAccountName : '${abbrs.storageAccount}host${resourceToken}'
+  functionApp: !empty(functionAppName) ? functionAppName : '${abbrs.functionApp}${resourceToken}'
+  plan: !empty(planName) ? planName : '${abbrs.plan}${resourceToken}'
+  identity: !empty(identityName) ? identityName : '${abbrs.identity}${resourceToken}'
+  applicationInsights: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.applicationInsights}${resourceToken}'
+  logAnalytics: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.logAnalytics}${resourceToken}'
+  systemTopic: !empty(systemTopicName) ? systemTopicName : '${abbrs.systemTopic}${resourceToken}'
+}
+var deploymentContainerName = 'app-package'
+var allTags = union(tags, { 'azd-env-name': environmentName })
+
+// Built-in roles (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
+var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
+var storageBlobDataReaderRoleId = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1' // Storage Blob Data Reader
+var azureMLDataScientistRoleId = 'f6c7c914-8db3-469d-8ca1-694a8f32e121' // AzureML Data Scientist
+
+// /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<name>;
+// this resource group's id stands in when none is given, so the indexes below always exist.
+var mlWorkspaceIdParts = split(empty(mlWorkspaceResourceId) ? resourceGroup().id : mlWorkspaceResourceId, '/')
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: names.identity
+  location: location
+  tags: allTags
+}
+
+module dataStorage 'modules/storage-account.bicep' = {
+  name: 'data-storage-${resourceToken}'
+  params: {
+    name: names.dataStorage
+    location: location
+    tags: allTags
+    skuName: dataStorageSku
+    isHnsEnabled: dataStorageHierarchicalNamespace
+    containerNames: [
+      containers.images
+      containers.thumbnails
+      containers.batchInput
+      containers.dispatchLedger
+      containers.deadLetter
+    ]
+  }
+}
+
+module hostStorage 'modules/storage-account.bicep' = {
+  name: 'host-storage-${resourceToken}'
+  params: {
+    name: names.hostStorage
+    location: location
+    tags: allTags
+    // Host state (locks, keys) and the code package are re-created by a deployment.
+    skuName: 'Standard_ZRS'
+    containerNames: [
+      deploymentContainerName
+    ]
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring-${resourceToken}'
+  params: {
+    logAnalyticsName: names.logAnalytics
+    applicationInsightsName: names.applicationInsights
+    location: location
+    tags: allTags
+    publisherPrincipalId: identity.properties.principalId
+  }
+}
+
+// The app reads sources and writes thumbnails and ledger blobs; it needs no ownership.
+module appOnDataStorage 'modules/storage-role-assignment.bicep' = {
+  name: 'app-on-data-storage-${resourceToken}'
+  params: {
+    storageAccountName: dataStorage.outputs.name
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionGuid: storageBlobDataContributorRoleId
+    roleDescription: 'The function app reads images and batch inputs and writes thumbnails and the dispatch ledger.'
+  }
+}
+
+// Blob Data Owner is the role documented for identity-based AzureWebJobsStorage; it covers the
+// code package too. No queue or table role: Event Grid triggers use neither (blob triggers
+// and Durable Functions would).
+module appOnHostStorage 'modules/storage-role-assignment.bicep' = {
+  name: 'app-on-host-storage-${resourceToken}'
+  params: {
+    storageAccountName: hostStorage.outputs.name
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionGuid: storageBlobDataOwnerRoleId
+    roleDescription: 'Functions host storage (AzureWebJobsStorage) and the deployment package.'
+  }
+}
+
+module appOnMlWorkspace 'modules/ml-workspace-role.bicep' = if (!empty(mlWorkspaceResourceId)) {
+  name: 'app-on-ml-workspace-${resourceToken}'
+  scope: resourceGroup(mlWorkspaceIdParts[2], mlWorkspaceIdParts[4])
+  params: {
+    workspaceName: last(mlWorkspaceIdParts)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionGuid: azureMLDataScientistRoleId
+    roleDescription: 'The function app submits batch endpoint jobs.'
+  }
+}
+
+module batchReaderOnDataStorage 'modules/storage-role-assignment.bicep' = if (!empty(batchReaderPrincipalId)) {
+  name: 'batch-reader-on-data-storage-${resourceToken}'
+  params: {
+    storageAccountName: dataStorage.outputs.name
+    principalId: batchReaderPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionGuid: storageBlobDataReaderRoleId
+    roleDescription: 'Azure ML batch jobs read the blobs the function app submits.'
+  }
+}
+
+// Every setting handlers/settings.py reads, except DATA_STORAGE (a connection string, local
+// runs only) and DATA_STORAGE__accountName (an alternative to blobServiceUri).
+var appSettings = {
+  DATA_STORAGE__blobServiceUri: dataStorage.outputs.blobEndpoint
+  DATA_STORAGE__clientId: identity.properties.clientId
+  AZURE_CLIENT_ID: identity.properties.clientId
+  THUMBNAIL_CONTAINER: containers.thumbnails
+  THUMBNAIL_SIZE: string(thumbnailSize)
+  THUMBNAIL_MAX_PIXELS: string(thumbnailMaxPixels)
+  THUMBNAIL_MAX_BYTES: string(thumbnailMaxBytes)
+  DISPATCH_LEDGER_CONTAINER: containers.dispatchLedger
+  DEADLETTER_CONTAINER: containers.deadLetter
+  BATCH_ENDPOINT_URI: batchEndpointUri
+  BATCH_DEPLOYMENT: batchDeployment
+  BATCH_INPUT_NAME: batchInputName
+  BATCH_INPUT_TYPE: batchInputType
+  BATCH_TOKEN_SCOPE: batchTokenScope
+  BATCH_TIMEOUT_SECONDS: string(batchTimeoutSeconds)
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app-${resourceToken}'
+  dependsOn: [
+    appOnHostStorage
+  ]
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: allTags
+    appTags: {
+      'azd-service-name': 'api'
+    }
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    hostStorageAccountName: hostStorage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    appSettings: appSettings
+    pythonVersion: '3.11'
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    zoneRedundant: zoneRedundant
+  }
+}
+
+module eventGrid 'modules/event-grid.bicep' = {
+  name: 'event-grid-${resourceToken}'
+  params: {
+    name: names.systemTopic
+    location: location
+    tags: allTags
+    storageAccountName: dataStorage.outputs.name
+    functionAppName: functionApp.outputs.name
+    deadLetterContainerName: containers.deadLetter
+    subscriptions: routing.subscriptions
+    deployEventSubscriptions: deployEventSubscriptions
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_HOST_NAME string = functionApp.outputs.defaultHostName
+output AZURE_APP_IDENTITY_CLIENT_ID string = identity.properties.clientId
+output AZURE_APP_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
+output DATA_STORAGE_ACCOUNT_NAME string = dataStorage.outputs.name
+output DATA_STORAGE_BLOB_ENDPOINT string = dataStorage.outputs.blobEndpoint
+output HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
+output DEADLETTER_CONTAINER string = containers.deadLetter
+output AZURE_EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
+output EVENT_SUBSCRIPTIONS_DEPLOYED bool = deployEventSubscriptions
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
