@@ -1,7 +1,7 @@
 """Operators' commands: backfill existing blobs and replay Event Grid dead letters.
 
 Both run events through ``handlers.pipeline.handle``, the path every delivery takes, so a
-command does exactly what the functions would have done. See tools/OPS.md.
+command does exactly what the functions would have done. See README, "Operate".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m tools.ops``: see tools/OPS.md."""
+"""``python -m tools.ops``: see README, "Operate"."""
 
 from __future__ import annotations
 

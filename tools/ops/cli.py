@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="python -m tools.ops",
-        description="Operators' commands for the blob event functions (see tools/OPS.md). "
+        description="Operators' commands for the blob event functions (README, Operate). "
         "Storage and batch settings come from the same environment variables as the app.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
