@@ -17,6 +17,7 @@ from azure.storage.blob import BlobServiceClient
 
 import function_app
 from handlers.context import reset_context
+from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint
 from tools import azurite
 from tools import events as event_builders
 
@@ -89,6 +90,22 @@ def invoke(function_name: str, payload: dict[str, Any]) -> None:
         Datum(json.dumps(payload), "json"), trigger_metadata={}
     )
     functions()[function_name].get_user_function()(event)
+
+
+@pytest.fixture
+def identity() -> Iterator[ManagedIdentityEndpoint]:
+    """A local App Service managed-identity endpoint (set its environment() to use it)."""
+    server = ManagedIdentityEndpoint()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
+    """A local batch endpoint that accepts the identity's token (default or 'blue' deployment)."""
+    server = JobsEndpoint(accepted_token=identity.token, deployments=("blue",))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,20 +28,6 @@ from tools import events as build
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
 
 Upload = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def identity() -> Iterator[ManagedIdentityEndpoint]:
-    server = ManagedIdentityEndpoint()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
-    server = JobsEndpoint(accepted_token=identity.token, deployments=("blue",))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,20 +127,6 @@ def routes_file(tmp_path: Path, containers: dict[str, str]) -> Path:
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
-
-
-@pytest.fixture
-def identity() -> Iterator[ManagedIdentityEndpoint]:
-    server = ManagedIdentityEndpoint()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
-    server = JobsEndpoint(accepted_token=identity.token)
-    yield server
-    server.stop()
 
 
 def use_endpoint(identity: ManagedIdentityEndpoint, scoring_uri: str) -> None:
