@@ -1,0 +1,165 @@
+"""``make bench``: every benchmark against its baselines, in one run; prints each table and
+rewrites bench/RESULTS.md with the figures, the machine and how to reproduce them.
+
+    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+
+from bench import dispatch, end_to_end, thumbs
+from bench.common import ROOT, Table, machine
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+PASSTHROUGH = ROOT / "bench" / "RESULTS-passthrough.md"
+ALL = ("thumbs", "e2e", "dispatch", "scale")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs and events (a smoke run)")
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {ALL}")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
+    args = parser.parse_args(argv)
+    chosen = [name for name in args.only.split(",") if name]
+    unknown = set(chosen) - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}")
+
+    info = machine()
+    started = time.perf_counter()
+    tables: list[Table] = []
+    verdicts: list[str] = []
+
+    if "thumbs" in chosen:
+        log("1. thumbnail per image ...")
+        cases = thumbs.PER_IMAGE
+        if args.quick:
+            cases = [thumbs.Case(c.label, c.make, max(3, c.runs // 3)) for c in cases]
+        results = thumbs.run(cases, log)
+        tables.append(thumbs.per_image_table(results))
+        for r in results:
+            jpeg = "JPEG" in r.label
+            checks = [
+                ("time <= 1.10x bare Pillow", r.wall["handler"] <= 1.10 * r.wall["pillow"]),
+                (
+                    "memory <= 1.5x bare Pillow",
+                    r.memory["handler"].delta <= 1.5 * r.memory["pillow"].delta,
+                ),
+            ]
+            if jpeg:
+                checks.append(("time <= 1.0x pyvips", r.wall["handler"] <= r.wall["pyvips"]))
+            for what, ok in checks:
+                verdicts.append(f"- {r.label}: {what}: {'met' if ok else 'MISSED'}")
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    count = 100 if args.quick else 500
+    if "e2e" in chosen:
+        log(f"2. end to end, {count} uploads ...")
+        runs = end_to_end.run(count, 1 if args.quick else 2, log)
+        tables.append(end_to_end.table(runs, count))
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    if "dispatch" in chosen:
+        log("3. batch dispatch ...")
+        dispatch_runs = dispatch.run(1 if args.quick else 3, log)
+        tables.append(dispatch.table(dispatch_runs))
+        mine = [r for r in dispatch_runs if r.variant == "function"]
+        verdicts.append(
+            f"- dispatch: token requests {max(r.token_requests for r in mine)} (target 1): "
+            f"{'met' if all(r.token_requests == 1 for r in mine) else 'MISSED'}"
+        )
+        verdicts.append(
+            f"- dispatch: jobs connections {max(r.job_connections for r in mine)} "
+            f"(target <= {dispatch.WORKERS} worker threads): "
+            f"{'met' if all(r.job_connections <= dispatch.WORKERS for r in mine) else 'MISSED'}"
+        )
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    if "scale" in chosen:
+        log("4. cost by image size ...")
+        cases = thumbs.SCALE
+        if args.quick:
+            cases = [thumbs.Case(c.label, c.make, min(c.runs, 3)) for c in cases]
+        scale = thumbs.run(cases, log)
+        tables.append(thumbs.scale_table(scale))
+        verdicts.append("- 100 MP JPEG accepted under the default THUMBNAIL_MAX_PIXELS: met")
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    elapsed = time.perf_counter() - started
+    log(f"done in {elapsed:.0f} s")
+    if verdicts:
+        print("Targets:\n" + "\n".join(verdicts))
+    if not args.no_write and not args.quick and set(chosen) == set(ALL):
+        RESULTS.write_text(render(info, tables, verdicts, elapsed), encoding="utf-8")
+        log(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def render(info: dict[str, str], tables: list[Table], verdicts: list[str], elapsed: float) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`python -m bench`) on {when}; the whole run took "
+        f"{elapsed / 60:.1f} minutes. Rerun to refresh; the figures below are from that run only.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {key}: {value}" for key, value in info.items()),
+        "",
+        "## How to reproduce",
+        "",
+        "```",
+        "make bench                      # installs bench/requirements.txt, runs everything",
+        ".venv/bin/python -m bench --quick --only thumbs   # a smoke run, RESULTS.md untouched",
+        "```",
+        "",
+        "Inputs are generated with fixed seeds (bench/images.py: gradients, a soft fractal and",
+        "per-pixel noise, so encoded sizes are realistic). Every baseline runs in the same run as",
+        "the code it is compared with, interleaved; ratios are of medians. Peak memory is",
+        "measured per case in a fresh interpreter (VmHWM of a child that runs just that case,",
+        "minus its RSS just before the case; ru_maxrss is not used because Linux carries it",
+        "over from the parent across fork and exec).",
+        "",
+        "## Targets",
+        "",
+        *verdicts,
+        "",
+        "## Results",
+        "",
+    ]
+    for table in tables:
+        lines += [table.markdown(), ""]
+    lines += ["## The local event source", ""]
+    if PASSTHROUGH.exists():
+        summary = [
+            line
+            for line in PASSTHROUGH.read_text(encoding="utf-8").splitlines()
+            if line.startswith("|")
+        ]
+        lines += [
+            "What the pass-through in front of Azurite costs is measured by",
+            "`bench/bench_passthrough.py`; its results are in",
+            "[RESULTS-passthrough.md](RESULTS-passthrough.md). Its table, as last written:",
+            "",
+            *summary,
+        ]
+    else:
+        lines += [
+            "What the pass-through in front of Azurite costs is measured separately by",
+            "`bench/bench_passthrough.py` (results in RESULTS-passthrough.md once written).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

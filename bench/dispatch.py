@@ -1,0 +1,253 @@
+"""Batch dispatch: 1000 BlobCreated events against the local jobs endpoint and managed
+identity stand-ins (tests/support/servers.py), from a pool of worker threads.
+
+Variants, each on fresh stand-ins and a fresh process context:
+- function: the dispatch_batch_job function as the host calls it (worker converter, ledger
+  claim and record in Azurite, cached token, pooled connections);
+- client only: the same BatchJobClient without the ledger, to show what the ledger costs;
+- seed Logic App: what the Logic App in the seed does per event: a new token request and a
+  new connection for every POST.
+Connections are counted where the servers accept them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from bench.common import Table, median, ms, percentile
+from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, StandIn
+from tools import azurite
+from tools import events as build
+
+EVENTS = 1000
+WORKERS = 8
+
+
+def count_connections(server: StandIn) -> Callable[[], int]:
+    """Wrap the server's accept so that every TCP connection it takes is counted.
+
+    Also turns Nagle's algorithm off on each: the stand-in writes headers and body in two
+    sends, and on a kept-alive connection the body then waits for the client's delayed ACK
+    (40 ms on Linux). A real endpoint does not answer like that, and the delay would punish
+    exactly the connection reuse this benchmark is about."""
+    accepted = [0]
+    lock = threading.Lock()
+    original = server.server.get_request
+
+    def get_request() -> Any:
+        connection = original()
+        connection[0].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with lock:
+            accepted[0] += 1
+        return connection
+
+    server.server.get_request = get_request  # type: ignore[method-assign]
+    return lambda: accepted[0]
+
+
+class CountingJobsEndpoint(JobsEndpoint):
+    def __init__(self, accepted_token: str) -> None:
+        super().__init__(accepted_token)
+        self.connections = count_connections(self)
+
+
+class CountingIdentity(ManagedIdentityEndpoint):
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections = count_connections(self)
+
+
+@dataclass
+class Run:
+    variant: str
+    wall: float
+    latencies: list[float]
+    jobs: int
+    token_requests: int
+    job_connections: int
+    identity_connections: int
+
+
+def _events(blob_url: str) -> list[dict[str, Any]]:
+    return [
+        build.blob_created(
+            account=azurite.ACCOUNT,
+            service_url=blob_url,
+            container="batch-input",
+            blob_name=f"incoming/2026/part-{number:04d}.csv",
+            etag=f'"0x8D{number:013X}"',
+            content_type="text/csv",
+            content_length=100,
+            schema=build.CLOUD_EVENT_SCHEMA,
+        )
+        for number in range(EVENTS)
+    ]
+
+
+def _drive(
+    work: Callable[[dict[str, Any]], None], events: list[dict[str, Any]]
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one(event: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        work(event)
+        with lock:
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for future in [pool.submit(one, event) for event in events]:
+            future.result()
+    return time.perf_counter() - started, latencies
+
+
+def run_variant(variant: str, storage: azurite.Azurite) -> Run:
+    from handlers.context import AppContext, reset_context
+    from tools.eventsource.delivery import InProcessTarget, indexed_functions
+
+    identity = CountingIdentity()
+    jobs = CountingJobsEndpoint(identity.token)
+    saved = dict(os.environ)
+    try:
+        for name in list(os.environ):
+            if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
+                del os.environ[name]
+        os.environ.update(
+            {
+                **identity.environment(),
+                "DATA_STORAGE": storage.connection_string,
+                "BATCH_ENDPOINT_URI": jobs.scoring_uri,
+                "DISPATCH_LEDGER_CONTAINER": f"ledger-{variant.replace(' ', '-')}-{time.time_ns()}",
+            }
+        )
+        reset_context()
+        events = _events(storage.blob_url)
+        if variant == "function":
+            indexed_functions()
+            target = InProcessTarget()
+
+            def work(event: dict[str, Any]) -> None:
+                result = target.deliver("dispatch_batch_job", event)
+                assert result.delivered, result
+
+        elif variant == "client only":
+            context = AppContext.from_env()
+            client = context.batch_client
+            assert client is not None
+
+            def work(event: dict[str, Any]) -> None:
+                client.submit(event["data"]["url"])
+
+        else:
+            token_url = identity.environment()["IDENTITY_ENDPOINT"]
+
+            def work(event: dict[str, Any]) -> None:
+                token = requests.get(
+                    token_url,
+                    params={"resource": "https://ml.azure.com", "api-version": "2019-08-01"},
+                    headers={"X-IDENTITY-HEADER": identity.secret},
+                    timeout=30,
+                ).json()["access_token"]
+                body = {
+                    "properties": {
+                        "InputData": {
+                            "input_data": {"JobInputType": "UriFile", "Uri": event["data"]["url"]}
+                        }
+                    }
+                }
+                response = requests.post(
+                    jobs.scoring_uri,
+                    data=json.dumps(body),
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": "application/json",
+                    },
+                    timeout=30,
+                )
+                response.raise_for_status()
+
+        wall, latencies = _drive(work, events)
+        return Run(
+            variant,
+            wall,
+            latencies,
+            len(jobs.jobs),
+            len(identity.token_requests),
+            jobs.connections(),
+            identity.connections(),
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_context()
+        jobs.stop()
+        identity.stop()
+
+
+VARIANTS = ("function", "client only", "seed Logic App")
+
+
+def run(repeat: int, log: Callable[[str], None]) -> list[Run]:
+    import logging
+
+    logging.getLogger("handlers").setLevel(logging.WARNING)  # one INFO line per event
+    runs = []
+    with azurite.start() as storage:
+        for number in range(repeat):
+            for variant in VARIANTS:
+                started = time.perf_counter()
+                runs.append(run_variant(variant, storage))
+                log(f"  dispatch {variant} run {number + 1}: {time.perf_counter() - started:.1f} s")
+    return runs
+
+
+def table(runs: list[Run]) -> Table:
+    result = Table(
+        f"3. Batch dispatch: {EVENTS} events, {WORKERS} worker threads, local stand-ins",
+        [
+            "variant",
+            "wall s",
+            "ms/event (wall/events)",
+            "vs seed",
+            "latency p50 ms",
+            "latency p95 ms",
+            "jobs",
+            "token requests",
+            "jobs TCP connections",
+            "identity TCP connections",
+        ],
+    )
+    seed = median([r.wall for r in runs if r.variant == "seed Logic App"])
+    for variant in VARIANTS:
+        mine = [r for r in runs if r.variant == variant]
+        wall = median([r.wall for r in mine])
+        latencies = [value for r in mine for value in r.latencies]
+        result.add(
+            variant,
+            f"{wall:.2f}",
+            ms(wall / EVENTS),
+            f"{wall / seed:.2f}x",
+            ms(percentile(latencies, 0.5)),
+            ms(percentile(latencies, 0.95)),
+            max(r.jobs for r in mine),
+            max(r.token_requests for r in mine),
+            max(r.job_connections for r in mine),
+            max(r.identity_connections for r in mine),
+        )
+    result.notes.append(
+        f"Medians of {len(runs) // len(VARIANTS)} runs per variant, interleaved; counts are the "
+        "worst run. Targets: 1 token request, at most as many jobs connections as worker threads."
+    )
+    return result

@@ -1,0 +1,225 @@
+"""Thumbnail cost per image on the handler's code path (``handlers.images.make_thumbnail`` on
+bytes, no network) against the bare Pillow pipeline and pyvips, and how it grows with size.
+
+Time: every variant in this process, interleaved run by run, after one warm-up; medians of
+wall and CPU time (CPU counts every thread, so pyvips' worker threads show there). Memory:
+each (image, variant) runs alone in a fresh interpreter, three times; the figure is the
+median of that child's peak RSS minus its RSS just before the case (imports done, input
+bytes already read), i.e. what the case itself added.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from bench import images
+from bench.common import Memory, Table, child_report, median, memory_of, mib, ms, ratio
+
+SIZE = 128
+MAX_PIXELS = 150_000_000  # THUMBNAIL_MAX_PIXELS' default
+QUALITY = 85  # handlers.images.JPEG_QUALITY
+
+
+def handler(data: bytes) -> bytes:
+    from handlers.images import make_thumbnail
+
+    return make_thumbnail(data, SIZE, MAX_PIXELS).data
+
+
+def bare_pillow(data: bytes) -> bytes:
+    """What the seed does, made correct for any mode: open, thumbnail, save."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.thumbnail((SIZE, SIZE))
+        result = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        out = io.BytesIO()
+        result.save(out, "JPEG", quality=QUALITY)
+    return out.getvalue()
+
+
+def vips(data: bytes) -> bytes:
+    import pyvips
+
+    return bytes(pyvips.Image.thumbnail_buffer(data, SIZE).write_to_buffer(f".jpg[Q={QUALITY}]"))
+
+
+VARIANTS: dict[str, Callable[[bytes], bytes]] = {
+    "handler": handler,
+    "pillow": bare_pillow,
+    "pyvips": vips,
+}
+
+
+def _setup_variant(name: str) -> None:
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    if name == "pyvips":
+        import pyvips
+
+        pyvips.cache_set_max(0)  # every run decodes again, as a new event would
+    elif name == "handler":
+        import handlers.images  # noqa: F401
+
+
+@dataclass
+class Case:
+    label: str
+    make: Callable[[], bytes]
+    runs: int
+
+
+@dataclass
+class Result:
+    label: str
+    size: int
+    wall: dict[str, float]
+    cpu: dict[str, float]
+    memory: dict[str, Memory]
+
+
+def measure(case: Case, workdir: Path) -> Result:
+    data = case.make()
+    path = workdir / (case.label.replace(" ", "_").replace("/", "_") + ".bin")
+    path.write_bytes(data)
+    for name in VARIANTS:
+        _setup_variant(name)
+    walls: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpus: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for run in VARIANTS.values():
+        run(data)  # warm-up: code paths, allocator
+    for _ in range(case.runs):
+        for name, run in VARIANTS.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            run(data)
+            walls[name].append(time.perf_counter() - wall)
+            cpus[name].append(time.process_time() - cpu)
+    memory = {name: memory_of("bench.thumbs", [name, str(path)]) for name in VARIANTS}
+    return Result(
+        case.label,
+        len(data),
+        {name: median(values) for name, values in walls.items()},
+        {name: median(values) for name, values in cpus.items()},
+        memory,
+    )
+
+
+PER_IMAGE = [
+    Case("6000x4000 JPEG q90", lambda: images.jpeg((6000, 4000), seed=1), runs=7),
+    Case("1920x1080 JPEG q90", lambda: images.jpeg((1920, 1080), seed=2), runs=15),
+    Case("4000x3000 PNG", lambda: images.png((4000, 3000), seed=3), runs=5),
+]
+
+SCALE = [
+    Case("1 MP JPEG (1224x816)", lambda: images.jpeg((1224, 816), seed=11), runs=11),
+    Case("4 MP JPEG (2448x1632)", lambda: images.jpeg((2448, 1632), seed=12), runs=9),
+    Case("16 MP JPEG (4896x3264)", lambda: images.jpeg((4896, 3264), seed=13), runs=7),
+    Case("64 MP JPEG (9792x6528)", lambda: images.jpeg((9792, 6528), seed=14), runs=3),
+    Case("100 MP JPEG (12240x8160)", lambda: images.jpeg((12240, 8160), seed=15), runs=3),
+]
+
+
+def per_image_table(results: list[Result]) -> Table:
+    table = Table(
+        "1. Thumbnail per image (128 px, handler code path, no network)",
+        [
+            "image",
+            "MB",
+            "handler ms",
+            "Pillow ms",
+            "pyvips ms",
+            "handler/Pillow",
+            "handler/pyvips",
+            "handler CPU ms",
+            "Pillow CPU ms",
+            "pyvips CPU ms",
+            "handler MiB",
+            "Pillow MiB",
+            "pyvips MiB",
+            "mem handler/Pillow",
+        ],
+    )
+    for r in results:
+        table.add(
+            r.label,
+            f"{r.size / 1e6:.1f}",
+            ms(r.wall["handler"]),
+            ms(r.wall["pillow"]),
+            ms(r.wall["pyvips"]),
+            ratio(r.wall["handler"], r.wall["pillow"]),
+            ratio(r.wall["handler"], r.wall["pyvips"]),
+            ms(r.cpu["handler"]),
+            ms(r.cpu["pillow"]),
+            ms(r.cpu["pyvips"]),
+            mib(r.memory["handler"].delta),
+            mib(r.memory["pillow"].delta),
+            mib(r.memory["pyvips"].delta),
+            ratio(r.memory["handler"].delta, r.memory["pillow"].delta),
+        )
+    table.notes.append(
+        "ms: median wall time; CPU ms: median process CPU time (all threads). MiB: peak RSS "
+        "added by the case, each run alone in a fresh interpreter (median of 3)."
+    )
+    return table
+
+
+def scale_table(results: list[Result]) -> Table:
+    table = Table(
+        "4. How cost grows with image size (JPEG q90, 128 px thumbnail)",
+        [
+            "image",
+            "MB",
+            "handler ms",
+            "Pillow ms",
+            "pyvips ms",
+            "handler CPU ms",
+            "handler MiB",
+            "handler peak RSS MiB",
+            "Pillow MiB",
+            "pyvips MiB",
+        ],
+    )
+    for r in results:
+        table.add(
+            r.label,
+            f"{r.size / 1e6:.1f}",
+            ms(r.wall["handler"]),
+            ms(r.wall["pillow"]),
+            ms(r.wall["pyvips"]),
+            ms(r.cpu["handler"]),
+            mib(r.memory["handler"].delta),
+            mib(r.memory["handler"].peak),
+            mib(r.memory["pillow"].delta),
+            mib(r.memory["pyvips"].delta),
+        )
+    table.notes.append(
+        f"THUMBNAIL_MAX_PIXELS at its default ({MAX_PIXELS:,}): the 100 MP image is accepted. "
+        "Peak RSS is the whole child interpreter (Python, Pillow, the input bytes)."
+    )
+    return table
+
+
+def run(cases: list[Case], log: Callable[[str], None]) -> list[Result]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-thumbs-") as workdir:
+        for case in cases:
+            started = time.perf_counter()
+            results.append(measure(case, Path(workdir)))
+            log(f"  {case.label}: {time.perf_counter() - started:.0f} s")
+    return results
+
+
+def _child(variant: str, path: str) -> None:
+    _setup_variant(variant)
+    data = Path(path).read_bytes()
+    child_report(lambda: VARIANTS[variant](data))
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "child":
+    _child(sys.argv[2], sys.argv[3])

@@ -1,0 +1,268 @@
+"""Helpers for the duplicate, fault and bad-input suites: Event Grid's at-least-once delivery
+(duplicates in a seeded random order, redelivery of whatever raised), outcome counting, a
+server that must never be contacted, and a TCP proxy that drops storage on demand."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from handlers.context import reset_context
+from tests.support.servers import (
+    JobsEndpoint,
+    ManagedIdentityEndpoint,
+    Recorded,
+    Scripted,
+    StandIn,
+)
+
+T = TypeVar("T")
+
+# (function name, event payload): one delivery as Event Grid makes it.
+Delivery = tuple[str, dict[str, Any]]
+Deliver = Callable[[str, dict[str, Any]], object]
+
+_BLOB = re.compile(r" blob=(.*?) outcome=(\S+)")
+
+
+def poll(check: Callable[[], T | None], deadline_seconds: float, what: str) -> T:
+    """Call ``check`` until it returns something truthy and return that, or fail."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {deadline_seconds} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def with_duplicates(deliveries: Iterable[Delivery], copies: int, seed: int) -> list[Delivery]:
+    """Each delivery ``copies`` times, in a seeded random order: about half of the events
+    get their copies back to back (a thread pool runs them at the same moment), the others
+    scattered through the run (most arrive after the first copy finished)."""
+    rng = random.Random(seed)
+    slots: list[list[Delivery]] = []
+    for delivery in deliveries:
+        if rng.random() < 0.5:
+            slots.append([delivery] * copies)
+        else:
+            slots.extend([delivery] for _ in range(copies))
+    rng.shuffle(slots)
+    return [delivery for slot in slots for delivery in slot]
+
+
+@dataclass
+class RedeliveryReport:
+    """What Event Grid would have seen: every attempt, and each one that raised."""
+
+    attempts: int = 0
+    rounds: int = 0
+    raised: list[tuple[Delivery, BaseException]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def raised_types(self) -> Counter[str]:
+        return Counter(type(exc).__name__ for _, exc in self.raised)
+
+
+def run_round(
+    deliveries: list[Delivery], deliver: Deliver, workers: int, report: RedeliveryReport
+) -> list[Delivery]:
+    """Deliver each once across ``workers`` threads; return the ones that raised."""
+    failed: list[Delivery] = []
+
+    def attempt(delivery: Delivery) -> None:
+        try:
+            deliver(*delivery)
+        except Exception as exc:
+            with report.lock:
+                report.raised.append((delivery, exc))
+                failed.append(delivery)
+        finally:
+            with report.lock:
+                report.attempts += 1
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(attempt, delivery) for delivery in deliveries]:
+            future.result()
+    report.rounds += 1
+    return failed
+
+
+def redeliver_until_done(
+    failed: list[Delivery],
+    deliver: Deliver,
+    workers: int,
+    report: RedeliveryReport,
+    max_rounds: int,
+) -> None:
+    """Event Grid's retry: deliver again every event whose invocation raised, until each
+    returns; fail the test if some still raise after ``max_rounds`` rounds."""
+    for _ in range(max_rounds):
+        if not failed:
+            return
+        failed = run_round(failed, deliver, workers, report)
+    if failed:
+        last = report.raised[-1][1]
+        raise AssertionError(
+            f"{len(failed)} deliveries still raised after {max_rounds} redelivery rounds; "
+            f"last: {type(last).__name__}: {last}"
+        )
+
+
+def outcome_lines(caplog: pytest.LogCaptureFixture, function: str) -> list[tuple[str, str]]:
+    """(blob, outcome) for each outcome line ``function`` logged."""
+    found = []
+    for record in caplog.records:
+        message = record.getMessage()
+        if not message.startswith(f"{function} event="):
+            continue
+        match = _BLOB.search(message)
+        if match is not None:
+            found.append((match[1], match[2]))
+    return found
+
+
+def outcomes_by_blob(caplog: pytest.LogCaptureFixture, function: str) -> dict[str, Counter[str]]:
+    counts: dict[str, Counter[str]] = {}
+    for blob, outcome in outcome_lines(caplog, function):
+        counts.setdefault(blob, Counter())[outcome] += 1
+    return counts
+
+
+def batch_environment(identity: ManagedIdentityEndpoint, jobs: JobsEndpoint) -> dict[str, str]:
+    """Point the process at the local managed identity and jobs stand-ins (not dry-run)."""
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
+            del os.environ[name]
+    env = {**identity.environment(), "BATCH_ENDPOINT_URI": jobs.scoring_uri}
+    os.environ.update(env)
+    reset_context()
+    return env
+
+
+def job_uris(jobs: JobsEndpoint) -> Counter[str]:
+    """How many jobs the stand-in started for each input URI."""
+    with jobs.lock:
+        found = list(jobs.jobs.values())
+    uris: Counter[str] = Counter()
+    for job in found:
+        (value,) = job["properties"]["InputData"].values()
+        uris[value["Uri"]] += 1
+    return uris
+
+
+def posts(server: StandIn) -> list[Recorded]:
+    with server.lock:
+        return [r for r in server.requests if r.method == "POST"]
+
+
+class RecordingServer(StandIn):
+    """Answers anything with a small JPEG-looking 200 and records it: a host the app must
+    never contact, so its request log has to stay empty."""
+
+    def answer(
+        self, request: Recorded, scripted: Scripted | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        return 200, {"ok": True}, {}
+
+
+class FaultProxy:
+    """A TCP pass-through to a local service that a test can break on demand: ``down()``
+    cuts every open connection and resets each new one (as a storage front end that went
+    away), ``up()`` passes traffic again. 127.0.0.1 only, on a free port; it closes itself
+    after ``lifetime`` seconds if a test forgets to."""
+
+    def __init__(self, upstream_port: int, lifetime: float = 300.0) -> None:
+        self.upstream_port = upstream_port
+        self.is_down = False
+        self.connections = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def down(self) -> None:
+        with self._lock:
+            self.is_down = True
+            doomed = list(self._open)
+            self._open.clear()
+        for sock in doomed:
+            _reset(sock)
+
+    def up(self) -> None:
+        with self._lock:
+            self.is_down = False
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self._closed.set()
+        self.down()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self.is_down:
+                    self.refused += 1
+                    _reset(client)
+                    continue
+                self.connections += 1
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            except OSError:
+                _reset(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open.discard(source)
+                self._open.discard(sink)
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Drop the connection: linger 0 makes the close a reset; shutdown wakes the pipe thread
+    blocked reading it."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -1,0 +1,157 @@
+"""At-least-once delivery at scale: every event arrives three times, some copies at the same
+moment, and each blob version still gets exactly one thumbnail write and one batch job."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from handlers.thumbnails import SOURCE_ETAG
+from tests.conftest import functions, invoke
+from tests.support import images as gen
+from tests.support.faults import (
+    Delivery,
+    RedeliveryReport,
+    batch_environment,
+    job_uris,
+    outcomes_by_blob,
+    posts,
+    redeliver_until_done,
+    run_round,
+    with_duplicates,
+)
+from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint
+from tools import azurite
+from tools import events as build
+
+pytestmark = [pytest.mark.azurite, pytest.mark.http, pytest.mark.slow]
+
+BLOBS = 200
+COPIES = 3
+WORKERS = 16
+SEED = 20260501
+
+
+@pytest.fixture
+def identity() -> Iterator[ManagedIdentityEndpoint]:
+    server = ManagedIdentityEndpoint()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
+    server = JobsEndpoint(accepted_token=identity.token)
+    yield server
+    server.stop()
+
+
+def small_image(number: int) -> tuple[str, bytes, str]:
+    """A distinct small image per blob, JPEG or PNG (RGBA PNGs keep their alpha)."""
+    image = gen.halves((64 + number % 37, 48 + number % 23))
+    if number % 4 == 0:
+        image.putpixel((0, 0), (number % 256, 0, 0))
+        return f"upload/{number:03d} photo.png", gen.encode(image, "PNG"), "image/png"
+    if number % 4 == 1:
+        rgba = gen.transparent_rgba((40 + number % 17, 40))
+        return f"upload/{number:03d}-logo.png", gen.encode(rgba, "PNG"), "image/png"
+    return f"upload/day {number % 7}/{number:03d}.jpg", gen.encode(image, "JPEG"), "image/jpeg"
+
+
+def upload_all(
+    service: BlobServiceClient, base_url: str, container: str
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Upload the blobs; return (name, Event Grid event, CloudEvent) for each, as Azure
+    would send them to the thumbnail and batch subscriptions."""
+    uploaded = []
+    for number in range(BLOBS):
+        name, data, content_type = small_image(number)
+        result = service.get_blob_client(container, name).upload_blob(
+            data, content_settings=ContentSettings(content_type=content_type)
+        )
+        events = [
+            build.blob_created(
+                account=azurite.ACCOUNT,
+                service_url=base_url,
+                container=container,
+                blob_name=name,
+                etag=str(result["etag"]),
+                content_type=content_type,
+                content_length=len(data),
+                schema=schema,
+            )
+            for schema in (build.EVENT_GRID_SCHEMA, build.CLOUD_EVENT_SCHEMA)
+        ]
+        uploaded.append((name, events[0], events[1]))
+    return uploaded
+
+
+def test_every_event_three_times_gives_one_thumbnail_and_one_job_per_version(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    azurite_service: azurite.Azurite,
+    blob_service: BlobServiceClient,
+    identity: ManagedIdentityEndpoint,
+    jobs: JobsEndpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    batch_environment(identity, jobs)
+    images = containers["images"]
+    uploaded = upload_all(blob_service, azurite_service.blob_url, images)
+    deliveries: list[Delivery] = []
+    for _, thumbnail_event, batch_event in uploaded:
+        deliveries.append(("create_thumbnail", thumbnail_event))
+        deliveries.append(("dispatch_batch_job", batch_event))
+    order = with_duplicates(deliveries, COPIES, SEED)
+    assert len(order) == BLOBS * 2 * COPIES
+
+    functions()  # index the app once, before the threads race to (conftest caches it unlocked)
+    report = RedeliveryReport()
+    failed = run_round(order, invoke, WORKERS, report)
+    # A duplicate that waited longer than claim_wait_seconds for the claim holder raises
+    # DispatchInProgressError on purpose; Event Grid delivers it again.
+    redeliver_until_done(failed, invoke, WORKERS, report, max_rounds=5)
+    assert set(report.raised_types()) <= {"DispatchInProgressError"}, report.raised_types()
+
+    expected = {f"{images}/{name}" for name, _, _ in uploaded}
+    thumbnails = outcomes_by_blob(caplog, "create_thumbnail")
+    assert thumbnails.keys() == expected
+    for blob, counts in thumbnails.items():
+        assert counts == Counter({"written": 1, "duplicate": COPIES - 1}), (blob, counts)
+
+    dispatches = outcomes_by_blob(caplog, "dispatch_batch_job")
+    assert dispatches.keys() == expected
+    for blob, counts in dispatches.items():
+        counts.pop("retry", None)  # each of those copies was delivered again
+        assert counts == Counter({"dispatched": 1, "duplicate": COPIES - 1}), (blob, counts)
+
+    # What storage holds: one thumbnail per blob, made from the version the event named.
+    versions = {f"{images}/{name}": event["data"]["eTag"].strip('"') for name, event, _ in uploaded}
+    stored = {
+        blob.name: blob.metadata
+        for blob in blob_service.get_container_client(containers["thumbnails"]).list_blobs(
+            include=["metadata"]
+        )
+    }
+    assert stored.keys() == expected
+    for name, metadata in stored.items():
+        assert metadata[SOURCE_ETAG] == versions[name], name
+
+    # What the batch endpoint saw: one POST and one job per blob version, nothing more.
+    urls = {event["data"]["url"] for _, _, event in uploaded}
+    assert len(posts(jobs)) == BLOBS
+    assert job_uris(jobs) == Counter(dict.fromkeys(urls, 1))
+    ledger = blob_service.get_container_client(containers["ledger"])
+    records = [
+        json.loads(ledger.download_blob(blob.name).readall()) for blob in ledger.list_blobs()
+    ]
+    assert len(records) == BLOBS
+    assert {record["status"] for record in records} == {"dispatched"}
+    assert {record["jobName"] for record in records} == set(jobs.jobs)
