@@ -1,12 +1,13 @@
 """Start one Azure ML batch endpoint job per new blob version.
 
 A ledger blob per blob version (``<container>/<sha256 of name>/<etag>.json`` in
-DISPATCH_LEDGER_CONTAINER) is created with a create-only request before the job is posted:
-that claim is what makes repeated and concurrent deliveries start one job. The claim becomes
-``dispatched`` (with the job name) or ``rejected`` (a 4xx), or is released when the endpoint
-failed in a way a retry can fix. A request whose outcome cannot be known (the endpoint took
-it but no answer came back) is recorded as ``unknown`` and never posted again on its own:
-posting twice would start a second job.
+DISPATCH_LEDGER_CONTAINER) is created with a create-only request right before the job is
+posted: that claim is what makes repeated and concurrent deliveries start one job. The claim
+becomes ``dispatched`` (with the job name) or ``rejected`` (a 4xx), or is released when the
+endpoint failed in a way a retry can fix. When the outcome cannot be known, the version is
+recorded as ``unknown`` and never posted again on its own, because posting twice would start
+a second job: the endpoint took the request but no answer came back, or a claim outlived the
+function timeout (its delivery died somewhere between claiming and recording).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import json
 import logging
 import posixpath
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from handlers.errors import (
     DispatchRejectedError,
     DispatchUnavailableError,
     PermanentError,
+    StorageUnavailableError,
     TransientError,
 )
 from handlers.events import BlobCreated
@@ -50,8 +53,11 @@ from handlers.storage import storage_errors, with_container
 logger = logging.getLogger(__name__)
 
 DISPATCHING, DISPATCHED, REJECTED, UNKNOWN = "dispatching", "dispatched", "rejected", "unknown"
-# A claim older than this belongs to a delivery that died mid-dispatch; another may take it.
-CLAIM_TIMEOUT = timedelta(minutes=10)
+# A claim older than this outlived host.json's functionTimeout (5 minutes): its delivery died
+# between claiming and recording, and may or may not have posted.
+CLAIM_TIMEOUT = timedelta(minutes=6)
+# After a job was posted, recording it is retried this many times before giving up.
+_RECORD_ATTEMPTS = 3
 _MAX_BODY_LOGGED = 2000
 
 
@@ -106,6 +112,8 @@ class BatchJobClient:
         self.credential = credential
         self.retry = retry
         self._sleep = sleep
+        # One token request even when many threads start at once: the first fills the cache.
+        self._token_lock = threading.Lock()
 
     def submit(self, blob_url: str) -> str:
         """Start a job for ``blob_url``; return its name.
@@ -116,7 +124,7 @@ class BatchJobClient:
         headers, body = job_request(self.settings, blob_url)
         last_problem = "no attempt made"
         for attempt in range(1, self.retry.attempts + 1):
-            headers["Authorization"] = f"Bearer {self._token()}"
+            headers["Authorization"] = f"Bearer {self.token()}"
             try:
                 response = self.session.post(
                     self.endpoint_uri,
@@ -165,9 +173,11 @@ class BatchJobClient:
                 self._sleep(wait)
         raise DispatchUnavailableError(f"{last_problem} after {self.retry.attempts} attempts")
 
-    def _token(self) -> str:
+    def token(self) -> str:
+        """A bearer token for the endpoint, from the credential's cache when it has one."""
         try:
-            return self.credential.get_token(self.settings.token_scope).token
+            with self._token_lock:
+                return self.credential.get_token(self.settings.token_scope).token
         except AzureError as exc:
             raise DispatchUnavailableError(
                 f"no token for {self.settings.token_scope}: {exc}"
@@ -204,8 +214,10 @@ def dispatch_batch_job(
             f"BATCH_ENDPOINT_URI is not set; would POST <BATCH_ENDPOINT_URI> "
             f"headers={json.dumps(headers)} body={json.dumps(body)}",
         )
+    client.token()  # fails before anything is claimed, and keeps claim-to-post short
     container = service.get_container_client(settings.ledger_container)
     ledger = container.get_blob_client(ledger_name(event))
+    where = f"ledger blob {settings.ledger_container}/{ledger.blob_name}"
     record = {
         "status": DISPATCHING,
         "eventId": event.event_id,
@@ -215,7 +227,7 @@ def dispatch_batch_job(
         "eTag": event.version,
         "claimedAt": _now(),
     }
-    claim = _claim(ledger, container, record, event, retry=retry, sleep=sleep)
+    claim = _claim(ledger, container, record, event, where, retry=retry, sleep=sleep)
     if isinstance(claim, Outcome):
         return claim
     try:
@@ -229,16 +241,24 @@ def dispatch_batch_job(
         raise
     except OutcomeUnknownError as exc:
         _finish(ledger, claim, record | {"status": UNKNOWN, "reason": str(exc)})
-        raise OutcomeUnknownError(
-            f"{exc}; check the endpoint's jobs, then delete ledger blob "
-            f"{settings.ledger_container}/{ledger.blob_name} to dispatch again"
-        ) from exc
+        raise OutcomeUnknownError(_unknown_advice(str(exc), where)) from exc
     except (TransientError, ConfigurationError):
         _release(ledger, claim)
         raise
-    _finish(
-        ledger, claim, record | {"status": DISPATCHED, "jobName": job_name, "dispatchedAt": _now()}
-    )
+    done = record | {"status": DISPATCHED, "jobName": job_name, "dispatchedAt": _now()}
+    problem = _record_posted(ledger, claim, done, sleep)
+    if problem is not None:
+        # The job exists: raising would only make Event Grid retry into the claim, which
+        # turns "unknown" once stale; say here which job it is.
+        logger.error(
+            "event %s: job %s was started but %s could not be updated (%s); "
+            "it will read as unknown once the claim is stale",
+            event.event_id,
+            job_name,
+            where,
+            problem,
+        )
+        return Outcome("dispatched", f"job {job_name} for {blob_url}; ledger not updated")
     return Outcome("dispatched", f"job {job_name} for {blob_url}")
 
 
@@ -264,11 +284,16 @@ def _claim(
     container: ContainerClient,
     record: dict[str, Any],
     event: BlobCreated,
+    where: str,
     *,
     retry: RetryPolicy,
     sleep: Callable[[float], None],
 ) -> str | Outcome:
-    """Create the ledger blob (our claim) and return its eTag, or the outcome of a duplicate."""
+    """Create the ledger blob (our claim) and return its eTag, or the outcome of a duplicate.
+
+    Raises DispatchInProgressError while another delivery holds a fresh claim, and
+    OutcomeUnknownError for a stale one (after recording it as unknown).
+    """
     deadline = time.monotonic() + retry.claim_wait_seconds
     while True:
         try:
@@ -291,18 +316,16 @@ def _claim(
                 "duplicate", f"this version was already {status}: see ledger {ledger.blob_name}"
             )
         if _expired(found):
-            logger.warning(
-                "event %s: taking over the stale claim on %s from %s",
-                event.event_id,
-                ledger.blob_name,
-                found.get("claimedAt"),
+            reason = (
+                f"a delivery claimed this version at {found.get('claimedAt')} and never "
+                "recorded the outcome; the job may exist"
             )
             try:
-                with storage_errors("taking over a stale claim"):
-                    result = _overwrite(ledger, record, etag)
-                return str(result["etag"])
+                with storage_errors("recording a stale claim as unknown"):
+                    _overwrite(ledger, found | {"status": UNKNOWN, "reason": reason}, etag)
             except ResourceModifiedError:
                 continue
+            raise OutcomeUnknownError(_unknown_advice(reason, where))
         if time.monotonic() >= deadline:
             raise DispatchInProgressError(
                 f"another delivery has been dispatching this version since {found.get('claimedAt')}"
@@ -332,6 +355,29 @@ def _finish(ledger: BlobClient, claim: str, record: dict[str, Any]) -> None:
     """Replace our claim with the final record; only the holder of the claim can."""
     with storage_errors("recording the dispatch"):
         _overwrite(ledger, record, claim)
+
+
+def _record_posted(
+    ledger: BlobClient, claim: str, record: dict[str, Any], sleep: Callable[[float], None]
+) -> str | None:
+    """Record a posted job, retrying storage briefly; return the problem if it never worked."""
+    problem = "no attempt made"
+    for attempt in range(1, _RECORD_ATTEMPTS + 1):
+        try:
+            _finish(ledger, claim, record)
+        except StorageUnavailableError as exc:
+            problem = str(exc)
+        except ResourceModifiedError:
+            return "the claim was changed by another delivery"
+        else:
+            return None
+        if attempt < _RECORD_ATTEMPTS:
+            sleep(float(attempt))
+    return problem
+
+
+def _unknown_advice(reason: str, where: str) -> str:
+    return f"{reason}; check the endpoint's jobs, then delete {where} to dispatch again"
 
 
 def _release(ledger: BlobClient, claim: str) -> None:

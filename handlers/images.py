@@ -35,6 +35,16 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# How each accepted format's files start, to tell a corrupt image from something else.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
 # Errors Pillow raises on corrupt or truncated data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
@@ -101,6 +111,11 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
+        claimed = next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+        if claimed is not None:
+            raise InvalidBlobError(
+                f"corrupt {claimed} image: its header cannot be read; starts with {data[:12]!r}"
+            ) from None
         raise InvalidBlobError(
             f"not an image in a supported format ({', '.join(FORMATS)}); starts with {data[:12]!r}"
         ) from None

@@ -57,6 +57,8 @@ DEFAULTS: dict[str, str] = {
 }
 
 BATCH_INPUT_TYPES = ("UriFile", "UriFolder")
+# Pillow refuses any image over twice its MAX_IMAGE_PIXELS (89,478,485) whatever we allow.
+PILLOW_PIXEL_CEILING = 178_956_970
 _CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -127,7 +129,7 @@ class Settings:
             thumbnail_container=output_names["THUMBNAIL_CONTAINER"],
             thumbnail_size=_integer("THUMBNAIL_SIZE", get("THUMBNAIL_SIZE"), 16, 2048),
             thumbnail_max_pixels=_integer(
-                "THUMBNAIL_MAX_PIXELS", get("THUMBNAIL_MAX_PIXELS"), 1, 1_000_000_000
+                "THUMBNAIL_MAX_PIXELS", get("THUMBNAIL_MAX_PIXELS"), 1, PILLOW_PIXEL_CEILING
             ),
             thumbnail_max_bytes=_integer(
                 "THUMBNAIL_MAX_BYTES", get("THUMBNAIL_MAX_BYTES"), 1, 4 * 1024**3

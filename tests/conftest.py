@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -78,9 +79,17 @@ def app_env(azurite_service: azurite.Azurite, containers: dict[str, str]) -> dic
     return env
 
 
-@functools.cache
+_index_lock = threading.Lock()
+
+
 def functions() -> dict[str, Any]:
     """The indexed functions, as the host sees them (the app can be indexed only once)."""
+    with _index_lock:
+        return _index()
+
+
+@functools.cache
+def _index() -> dict[str, Any]:
     return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
 
 

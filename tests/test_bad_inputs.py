@@ -214,7 +214,12 @@ CASES = [
     Case("jpeg-only-the-start", "corrupt image header", lambda: encoded("JPEG")[:40]),
     Case("png-truncated", "corrupt or truncated PNG", truncated("PNG"), "a.png"),
     Case("png-corrupt-data", "corrupt or truncated PNG", flipped("PNG", 0.25), "a.png"),
-    Case("png-corrupt-header", NOT_AN_IMAGE, flipped("PNG", 12, 28), "a.png"),
+    Case(
+        "png-corrupt-header",
+        "corrupt PNG image: its header cannot be read",
+        flipped("PNG", 12, 28),
+        "a.png",
+    ),
     Case("gif-truncated", "corrupt or truncated GIF", truncated("GIF"), "a.gif"),
     Case("gif-corrupt-data", "corrupt or truncated GIF", flipped("GIF", 0.25), "a.gif"),
     Case("webp-truncated", "corrupt image header", truncated("WEBP"), "a.webp"),

@@ -11,16 +11,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from handlers.batch_jobs import ledger_name
+from handlers.batch_jobs import CLAIM_TIMEOUT, ledger_name
 from handlers.context import reset_context
 from handlers.errors import ConfigurationError, DispatchUnavailableError
 from handlers.events import AccountEndpoint, parse_event
-from tests.conftest import invoke
+from tests.conftest import functions, invoke
 from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, Scripted
 from tools import azurite
 from tools import events as build
@@ -350,3 +351,54 @@ def test_user_assigned_identity_client_id_is_used(
     (token_request,) = identity.token_requests
     assert token_request.query["client_id"] == ["11111111-2222-3333-4444-555555555555"]
     assert len(jobs.jobs) == 1
+
+
+def test_a_stale_claim_is_recorded_as_unknown_and_never_posted(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A delivery that died between claiming and recording may have posted: never post again."""
+    caplog.set_level(logging.INFO)
+    event = csv_event("incoming/orphan.csv")
+    account = AccountEndpoint(azurite.ACCOUNT, event["data"]["url"].split("/batch-input")[0])
+    name = ledger_name(parse_event(event, account))  # type: ignore[arg-type]
+    claimed_at = (datetime.now(UTC) - CLAIM_TIMEOUT - timedelta(seconds=5)).isoformat()
+    blob_service.create_container(containers["ledger"])
+    blob_service.get_blob_client(containers["ledger"], name).upload_blob(
+        json.dumps({"status": "dispatching", "claimedAt": claimed_at, "eventId": "dead"})
+    )
+    invoke("dispatch_batch_job", event)
+    invoke("dispatch_batch_job", event)
+    assert posts(jobs) == []
+    record = ledger(blob_service, containers, event)
+    assert record["status"] == "unknown"
+    (line,) = outcome_lines(caplog, "failed")
+    assert "never recorded the outcome" in line and "delete ledger blob" in line
+    assert len(outcome_lines(caplog, "duplicate")) == 1
+
+
+def test_many_first_calls_at_once_share_one_token(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    identity: ManagedIdentityEndpoint,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> None:
+    events = [csv_event(f"incoming/burst-{number}.csv") for number in range(8)]
+    functions()  # index once, as the host does before the first event
+    barrier = threading.Barrier(len(events))
+
+    def deliver(event: dict[str, Any]) -> None:
+        barrier.wait()
+        invoke("dispatch_batch_job", event)
+
+    threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(jobs.jobs) == 8
+    assert len(identity.token_requests) == 1

@@ -101,3 +101,16 @@ def test_every_json_file_parses() -> None:
     for path in paths:
         json.loads(path.read_text(encoding="utf-8"))
     json.loads((ROOT / "local.settings.json.sample").read_text())
+
+
+def test_claim_timeout_outlives_the_function_timeout() -> None:
+    """A batch claim is stale only once the delivery holding it must have been stopped."""
+    from datetime import timedelta
+
+    from handlers.batch_jobs import CLAIM_TIMEOUT
+
+    hours, minutes, seconds = json.loads((ROOT / "host.json").read_text())["functionTimeout"].split(
+        ":"
+    )
+    timeout = timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds))
+    assert timeout < CLAIM_TIMEOUT

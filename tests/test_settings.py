@@ -105,3 +105,9 @@ def test_sample_and_readme_document_every_setting() -> None:
         assert sample[name] == default, f"sample value of {name} differs from the default"
     # The sample's values must be accepted as they are.
     Settings.from_env(sample)
+
+
+def test_pixel_limit_cannot_exceed_what_pillow_decodes() -> None:
+    assert Settings.from_env({**LOCAL, "THUMBNAIL_MAX_PIXELS": "178956970"}).thumbnail_max_pixels
+    with pytest.raises(ConfigurationError, match="THUMBNAIL_MAX_PIXELS"):
+        Settings.from_env({**LOCAL, "THUMBNAIL_MAX_PIXELS": "178956971"})
