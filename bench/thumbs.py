@@ -1,8 +1,9 @@
 """Thumbnail cost per image on the handler's code path (``handlers.images.make_thumbnail`` on
 bytes, no network) against the bare Pillow pipeline and pyvips, and how it grows with size.
 
-Time: every variant in this process, interleaved run by run, after one warm-up; medians of
-wall and CPU time (CPU counts every thread, so pyvips' worker threads show there). Memory:
+Time: every variant in this process, interleaved run by run in a rotating order, after one
+warm-up; medians of wall and CPU time (CPU counts every thread, so pyvips' worker threads
+show there). Memory:
 each (image, variant) runs alone in a fresh interpreter, three times; the figure is the
 median of that child's peak RSS minus its RSS just before the case (imports done, input
 bytes already read), i.e. what the case itself added.
@@ -94,8 +95,12 @@ def measure(case: Case, workdir: Path) -> Result:
     cpus: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for run in VARIANTS.values():
         run(data)  # warm-up: code paths, allocator
-    for _ in range(case.runs):
-        for name, run in VARIANTS.items():
+    variants = list(VARIANTS.items())
+    for index in range(case.runs):
+        # Rotate the order: whichever variant ran just after pyvips would otherwise pay for
+        # libvips' worker threads winding down (process CPU time counts every thread).
+        shift = index % len(variants)
+        for name, run in variants[shift:] + variants[:shift]:
             wall, cpu = time.perf_counter(), time.process_time()
             run(data)
             walls[name].append(time.perf_counter() - wall)
@@ -111,9 +116,9 @@ def measure(case: Case, workdir: Path) -> Result:
 
 
 PER_IMAGE = [
-    Case("6000x4000 JPEG q90", lambda: images.jpeg((6000, 4000), seed=1), runs=7),
-    Case("1920x1080 JPEG q90", lambda: images.jpeg((1920, 1080), seed=2), runs=15),
-    Case("4000x3000 PNG", lambda: images.png((4000, 3000), seed=3), runs=5),
+    Case("6000x4000 JPEG q90", lambda: images.jpeg((6000, 4000), seed=1), runs=11),
+    Case("1920x1080 JPEG q90", lambda: images.jpeg((1920, 1080), seed=2), runs=41),
+    Case("4000x3000 PNG", lambda: images.png((4000, 3000), seed=3), runs=15),
 ]
 
 SCALE = [
