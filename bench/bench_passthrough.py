@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
+from bench.common import machine as common_machine  # noqa: E402
 from tools import azurite  # noqa: E402
 from tools.eventsource import EventSource, EventSourceConfig, Result  # noqa: E402
 
@@ -88,24 +88,11 @@ def run_case(connection_string: str, container: str, case: Case, data: bytes) ->
 
 
 def machine() -> dict[str, str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The shared machine description plus what this benchmark depends on."""
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
     package = (ROOT / "node_modules" / "azurite" / "package.json").read_text()
     version = package.split('"version": "', 1)[1].split('"', 1)[0]
-    return {
-        "machine": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "cpu": f"{cpu}, {os.cpu_count()} logical cores",
-        "python": platform.python_version(),
-        "node": node.stdout.strip(),
-        "azurite": version,
-    }
+    return {**common_machine(), "node": node.stdout.strip(), "azurite": version}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,20 +35,6 @@ BLOBS = 200
 COPIES = 3
 WORKERS = 16
 SEED = 20260501
-
-
-@pytest.fixture
-def identity() -> Iterator[ManagedIdentityEndpoint]:
-    server = ManagedIdentityEndpoint()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
-    server = JobsEndpoint(accepted_token=identity.token)
-    yield server
-    server.stop()
 
 
 def small_image(number: int) -> tuple[str, bytes, str]:

@@ -50,20 +50,6 @@ WORKERS = 8
 
 
 @pytest.fixture
-def identity() -> Iterator[ManagedIdentityEndpoint]:
-    server = ManagedIdentityEndpoint()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
-    server = JobsEndpoint(accepted_token=identity.token)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def proxy(azurite_service: azurite.Azurite) -> Iterator[FaultProxy]:
     server = FaultProxy(azurite_service.port)
     yield server
