@@ -10,11 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
+from tests.support.servers import Recorded, Scripted, StandIn
 from tools.eventsource import Result
 from tools.routes import ROUTES_FILE, Routes, parse_routes
 
@@ -60,18 +59,6 @@ def routes_for(
 
 
 @dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
 class RecordingTarget:
     """A delivery target that records each event and answers with ``statuses`` in turn
     (the last one repeats)."""
@@ -98,7 +85,7 @@ class RecordingTarget:
             return [event for _, event, _ in self.deliveries]
 
 
-class FunctionsHostStandIn:
+class FunctionsHostStandIn(StandIn):
     """``func start``'s Event Grid webhook: POST /runtime/webhooks/EventGrid?functionName=...
 
     Records every request. With ``run_functions`` it runs each event through the worker's
@@ -115,46 +102,18 @@ class FunctionsHostStandIn:
         status: int = 202,
         lifetime: float = 120.0,
     ) -> None:
-        self.requests: list[Recorded] = []
         self.run_functions = run_functions
         self.status = status
-        self.lock = threading.Lock()
-        host = self
+        super().__init__(lifetime=lifetime, port=port)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answer(
+        self, request: Recorded, scripted: Scripted | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        if scripted is not None:
+            return scripted.status, scripted.body, scripted.headers
+        return self._status(request), None, {}
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                parts = urlsplit(self.path)
-                recorded = Recorded(
-                    self.command,
-                    parts.path,
-                    parse_qs(parts.query),
-                    dict(self.headers.items()),
-                    body,
-                )
-                with host.lock:
-                    host.requests.append(recorded)
-                status = host.answer(recorded)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-        self._timer = threading.Timer(lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def answer(self, request: Recorded) -> int:
+    def _status(self, request: Recorded) -> int:
         if not self.run_functions:
             return self.status
         from tests.conftest import functions, invoke
@@ -168,11 +127,6 @@ class FunctionsHostStandIn:
         except Exception:
             return 500
         return 202
-
-    def stop(self) -> None:
-        self._timer.cancel()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def child_pids(pid: int) -> set[int]:

@@ -44,7 +44,7 @@ class Scripted:
 class StandIn:
     """Base: a threaded server with a request log and a queue of scripted answers."""
 
-    def __init__(self, lifetime: float = 600.0) -> None:
+    def __init__(self, lifetime: float = 600.0, port: int = 0) -> None:
         self.requests: list[Recorded] = []
         self.script: list[Scripted] = []
         self.lock = threading.Lock()
@@ -91,7 +91,7 @@ class StandIn:
             do_GET = _serve
             do_POST = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
