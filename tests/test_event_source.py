@@ -26,9 +26,9 @@ from tests.conftest import functions, unique
 from tests.support.local_loop import (
     FunctionsHostStandIn,
     RecordingTarget,
-    poll,
     routes_for,
 )
+from tests.support.polling import poll
 from tools import azurite
 from tools.eventsource import (
     EventSource,

@@ -34,12 +34,12 @@ from tests.support.faults import (
     batch_environment,
     job_uris,
     outcomes_by_blob,
-    poll,
     posts,
     redeliver_until_done,
     run_round,
     with_duplicates,
 )
+from tests.support.polling import poll
 from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, Recorded, Scripted
 from tools import azurite
 from tools import events as build

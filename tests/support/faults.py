@@ -11,12 +11,11 @@ import re
 import socket
 import struct
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -29,25 +28,11 @@ from tests.support.servers import (
     StandIn,
 )
 
-T = TypeVar("T")
-
 # (function name, event payload): one delivery as Event Grid makes it.
 Delivery = tuple[str, dict[str, Any]]
 Deliver = Callable[[str, dict[str, Any]], object]
 
 _BLOB = re.compile(r" blob=(.*?) outcome=(\S+)")
-
-
-def poll(check: Callable[[], T | None], deadline_seconds: float, what: str) -> T:
-    """Call ``check`` until it returns something truthy and return that, or fail."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {deadline_seconds} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def with_duplicates(deliveries: Iterable[Delivery], copies: int, seed: int) -> list[Delivery]:

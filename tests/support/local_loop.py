@@ -8,28 +8,14 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.support.servers import Recorded, Scripted, StandIn
 from tools.eventsource import Result
 from tools.routes import ROUTES_FILE, Routes, parse_routes
-
-T = TypeVar("T")
-
-
-def poll(check: Callable[[], T | None], deadline_seconds: float, what: str) -> T:
-    """Call ``check`` until it returns something truthy, and return that; or fail."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {deadline_seconds} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def routes_for(
