@@ -115,9 +115,9 @@ class FunctionsHostStandIn(StandIn):
         return 202
 
 
-def child_pids(pid: int) -> set[int]:
-    """Every live descendant of ``pid``, from /proc."""
-    parents: dict[int, int] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """Every live process's /proc/<pid>/stat fields after the command name (state first)."""
+    stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -126,8 +126,13 @@ def child_pids(pid: int) -> set[int]:
         except OSError:
             continue
         # The command name may hold spaces and parentheses: fields follow the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = stat[stat.rfind(")") + 2 :].split()
+    return stats
+
+
+def child_pids(pid: int) -> set[int]:
+    """Every live descendant of ``pid``, from /proc."""
+    parents = {child: int(fields[1]) for child, fields in _proc_stats().items()}
     found: set[int] = set()
     frontier = [pid]
     while frontier:
@@ -141,19 +146,11 @@ def child_pids(pid: int) -> set[int]:
 
 def process_group_members(pgid: int) -> set[int]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            members.add(int(entry.name))
-    return members
+    return {
+        member
+        for member, fields in _proc_stats().items()
+        if int(fields[2]) == pgid and fields[0] != "Z"
+    }
 
 
 def alive(pid: int) -> bool:
