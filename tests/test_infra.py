@@ -19,21 +19,24 @@ from typing import Any
 import pytest
 
 from handlers.settings import DEFAULTS, SETTINGS
-from tests.support import infra_checks as ic
+from tests.support.infra import bicep, checkov, policy
+from tests.support.infra import routing as routing_check
+from tests.support.infra import settings as settings_check
+from tests.support.infra import subscriptions as subscriptions_check
 
 pytestmark = pytest.mark.infra
 
-BICEP_FILES = ic.bicep_files()
+BICEP_FILES = bicep.bicep_files()
 
 
 @pytest.fixture(scope="module")
-def template() -> ic.Template:
-    return ic.Template.load()
+def template() -> bicep.Template:
+    return bicep.Template.load()
 
 
 @pytest.fixture(scope="module")
 def routing() -> dict[str, Any]:
-    return ic.load_routing()
+    return routing_check.load_routing()
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def routing_copy(routing: dict[str, Any]) -> dict[str, Any]:
 
 def copy_infra(tmp_path: Path) -> Path:
     target = tmp_path / "infra"
-    shutil.copytree(ic.INFRA, target)
+    shutil.copytree(bicep.INFRA, target)
     return target
 
 
@@ -61,21 +64,21 @@ def route(routing: dict[str, Any], function: str) -> dict[str, Any]:
 
 
 def test_the_expected_templates_exist() -> None:
-    names = {path.relative_to(ic.INFRA).as_posix() for path in BICEP_FILES}
+    names = {path.relative_to(bicep.INFRA).as_posix() for path in BICEP_FILES}
     assert "main.bicep" in names
     assert {name for name in names if name.startswith("modules/")}
-    assert (ic.INFRA / "main.parameters.json").is_file()
+    assert (bicep.INFRA / "main.parameters.json").is_file()
 
 
-@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(ic.INFRA).as_posix())
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(bicep.INFRA).as_posix())
 def test_bicep_file_parses(path: Path) -> None:
-    tree = ic.parse(path)
+    tree = bicep.parse(path)
     assert tree.get("resources") or tree.get("modules"), f"{path} declares nothing"
 
 
-def test_parameters_file_names_only_declared_parameters(template: ic.Template) -> None:
-    declared = template.trees[(ic.INFRA / "main.bicep").resolve()]["parameters"]
-    given = json.loads((ic.INFRA / "main.parameters.json").read_text())["parameters"]
+def test_parameters_file_names_only_declared_parameters(template: bicep.Template) -> None:
+    declared = template.trees[(bicep.INFRA / "main.bicep").resolve()]["parameters"]
+    given = json.loads((bicep.INFRA / "main.parameters.json").read_text())["parameters"]
     assert set(given) <= set(declared)
     required = {name for name, p in declared.items() if p.get("default") is None}
     assert required <= set(given)
@@ -87,7 +90,7 @@ def test_parameters_file_names_only_declared_parameters(template: ic.Template) -
 
 @pytest.fixture(scope="module")
 def checkov_executable() -> Path:
-    return ic.checkov_executable(environ=os.environ)
+    return checkov.checkov_executable(environ=os.environ)
 
 
 def require(executable: Path) -> None:
@@ -102,22 +105,22 @@ def require(executable: Path) -> None:
 @pytest.fixture(scope="module")
 def checkov_run(
     checkov_executable: Path, tmp_path_factory: pytest.TempPathFactory
-) -> ic.CheckovRun | None:
+) -> checkov.CheckovRun | None:
     """The one checkov scan of infra/ that the tests below share."""
     if not checkov_executable.exists():
         return None
-    return ic.run_checkov(
-        checkov_executable, ic.INFRA, tmp_path_factory.mktemp("checkov"), os.environ
+    return checkov.run_checkov(
+        checkov_executable, bicep.INFRA, tmp_path_factory.mktemp("checkov"), os.environ
     )
 
 
 def test_checkov_passes_and_scans_every_resource(
-    checkov_executable: Path, checkov_run: ic.CheckovRun | None, template: ic.Template
+    checkov_executable: Path, checkov_run: checkov.CheckovRun | None, template: bicep.Template
 ) -> None:
     require(checkov_executable)
     assert checkov_run is not None
-    deployed = ic.deployed_resources(template)
-    assert ic.check_checkov(checkov_run, deployed) == []
+    deployed = bicep.deployed_resources(template)
+    assert checkov.check_checkov(checkov_run, deployed) == []
     assert checkov_run.summary["parsing_errors"] == 0
     assert checkov_run.summary["failed"] == 0
     assert len(checkov_run.resources) == len(deployed)
@@ -131,7 +134,7 @@ def test_checkov_check_catches_failures_and_skipped_files(
     infra = tmp_path / "infra"
     infra.mkdir()
     for name in ("storage-account.bicep", "event-grid.bicep"):
-        shutil.copy(ic.INFRA / "modules" / name, infra / name)
+        shutil.copy(bicep.INFRA / "modules" / name, infra / name)
     edit(
         infra / "storage-account.bicep",
         "supportsHttpsTrafficOnly: true",
@@ -142,9 +145,9 @@ def test_checkov_check_catches_failures_and_skipped_files(
     events.write_text(
         events.read_text() + "\noutput functions array = map(subscriptions, s => s.function)\n"
     )
-    assert ic.parse(events)  # our parser still reads it
-    run = ic.run_checkov(checkov_executable, infra, tmp_path / "out", os.environ)
-    problems = ic.check_checkov(run, ic.deployed_resources(ic.Template.load(infra)))
+    assert bicep.parse(events)  # our parser still reads it
+    run = checkov.run_checkov(checkov_executable, infra, tmp_path / "out", os.environ)
+    problems = checkov.check_checkov(run, bicep.deployed_resources(bicep.Template.load(infra)))
     text = "\n".join(problems)
     assert "CKV_AZURE_3 failed" in text
     assert "could not parse" in text and "event-grid.bicep" in text
@@ -152,20 +155,22 @@ def test_checkov_check_catches_failures_and_skipped_files(
 
 
 def test_checkov_check_wants_reasons_for_skips() -> None:
-    run = ic.CheckovRun(
+    run = checkov.CheckovRun(
         summary={"failed": 0, "parsing_errors": 0},
         failed=[],
         skipped=[{"check_id": "CKV_AZURE_1", "check_result": {"suppress_comment": "no"}}],
         parsing_errors=[],
         resources=set(),
     )
-    assert ic.check_checkov(run, set()) == ["checkov skip of CKV_AZURE_1 needs a real reason: 'no'"]
+    assert checkov.check_checkov(run, set()) == [
+        "checkov skip of CKV_AZURE_1 needs a real reason: 'no'"
+    ]
 
 
 def test_checkov_executable_comes_from_env_or_the_repo() -> None:
-    assert ic.checkov_executable(Path("/r"), {}) == Path("/r/.venv-checkov/bin/checkov")
-    assert ic.checkov_executable(Path("/r"), {"CHECKOV": "x/checkov"}) == Path("/r/x/checkov")
-    assert ic.checkov_executable(Path("/r"), {"CHECKOV": "/opt/ck"}) == Path("/opt/ck")
+    assert checkov.checkov_executable(Path("/r"), {}) == Path("/r/.venv-checkov/bin/checkov")
+    assert checkov.checkov_executable(Path("/r"), {"CHECKOV": "x/checkov"}) == Path("/r/x/checkov")
+    assert checkov.checkov_executable(Path("/r"), {"CHECKOV": "/opt/ck"}) == Path("/opt/ck")
 
 
 # --- (1) subscriptions target real Event Grid functions ------------------------------------
@@ -173,13 +178,13 @@ def test_checkov_executable_comes_from_env_or_the_repo() -> None:
 
 @pytest.fixture(scope="module")
 def bindings() -> dict[str, list[dict[str, Any]]]:
-    return ic.function_bindings(ic.indexed_app())
+    return routing_check.function_bindings(routing_check.indexed_app())
 
 
 def test_subscriptions_target_event_grid_functions(
     routing: dict[str, Any], bindings: dict[str, list[dict[str, Any]]]
 ) -> None:
-    assert ic.check_subscription_functions(routing, bindings) == []
+    assert routing_check.check_subscription_functions(routing, bindings) == []
 
 
 def test_subscription_function_check_catches_missing_and_wrong_functions(
@@ -188,7 +193,7 @@ def test_subscription_function_check_catches_missing_and_wrong_functions(
     bindings = copy.deepcopy(bindings)
     route(routing_copy, "create_thumbnail")["function"] = "make_thumbnail"
     bindings["dispatch_batch_job"] = [{"type": "blobTrigger", "direction": "IN", "name": "b"}]
-    assert ic.check_subscription_functions(routing_copy, bindings) == [
+    assert routing_check.check_subscription_functions(routing_copy, bindings) == [
         "subscription thumbnails targets 'make_thumbnail': no such function",
         "subscription batch targets 'dispatch_batch_job', which has no eventGridTrigger",
     ]
@@ -197,27 +202,32 @@ def test_subscription_function_check_catches_missing_and_wrong_functions(
 # --- (2) app settings cover what the code reads ----------------------------------------------
 
 
-def test_app_settings_cover_every_setting_the_code_reads(template: ic.Template) -> None:
-    settings = ic.app_settings(template)
-    assert ic.check_app_settings(settings, SETTINGS) == []
-    assert ic.check_setting_values(settings, DEFAULTS) == []
+def test_app_settings_cover_every_setting_the_code_reads(template: bicep.Template) -> None:
+    settings = settings_check.app_settings(template)
+    assert settings_check.check_app_settings(settings, SETTINGS) == []
+    assert settings_check.check_setting_values(settings, DEFAULTS) == []
     assert settings["AzureWebJobsStorage__credential"][0] == "managedidentity"
 
 
 def test_app_settings_check_catches_missing_and_local_only_settings() -> None:
-    present = set(SETTINGS) - {"THUMBNAIL_SIZE", "DATA_STORAGE__clientId"} - set(ic.NOT_IN_AZURE)
-    assert ic.check_app_settings(present | {"DATA_STORAGE"}, SETTINGS) == [
+    present = (
+        set(SETTINGS)
+        - {"THUMBNAIL_SIZE", "DATA_STORAGE__clientId"}
+        - set(settings_check.NOT_IN_AZURE)
+    )
+    assert settings_check.check_app_settings(present | {"DATA_STORAGE"}, SETTINGS) == [
         "app setting DATA_STORAGE__clientId is read by the code but not set in Bicep",
         "app setting THUMBNAIL_SIZE is read by the code but not set in Bicep",
-        "app setting DATA_STORAGE must not be set in Azure: " + ic.NOT_IN_AZURE["DATA_STORAGE"],
+        "app setting DATA_STORAGE must not be set in Azure: "
+        + settings_check.NOT_IN_AZURE["DATA_STORAGE"],
     ]
 
 
 def test_app_settings_check_catches_a_setting_dropped_from_bicep(tmp_path: Path) -> None:
     infra = copy_infra(tmp_path)
     edit(infra / "main.bicep", "  BATCH_INPUT_TYPE: batchInputType\n", "")
-    settings = ic.app_settings(ic.Template.load(infra))
-    assert ic.check_app_settings(settings, SETTINGS) == [
+    settings = settings_check.app_settings(bicep.Template.load(infra))
+    assert settings_check.check_app_settings(settings, SETTINGS) == [
         "app setting BATCH_INPUT_TYPE is read by the code but not set in Bicep"
     ]
 
@@ -237,8 +247,10 @@ def test_setting_values_check_catches_hardcoded_containers_and_wrong_defaults(
         "DEADLETTER_CONTAINER: containers.images",
     )
     edit(infra / "main.bicep", "param thumbnailSize int = 128", "param thumbnailSize int = 256")
-    settings = ic.app_settings(ic.Template.load(infra))
-    problems = ic.check_setting_values(settings, DEFAULTS, infra / "event-subscriptions.json")
+    settings = settings_check.app_settings(bicep.Template.load(infra))
+    problems = settings_check.check_setting_values(
+        settings, DEFAULTS, infra / "event-subscriptions.json"
+    )
     assert len(problems) == 3, problems
     assert problems[0].startswith("THUMBNAIL_CONTAINER must be read from containers.thumbnails")
     assert problems[1].startswith("DEADLETTER_CONTAINER must be read from containers.deadLetter")
@@ -258,11 +270,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {{
 """
 
 
-def write_bicep(folder: Path, files: dict[str, str]) -> ic.Template:
+def write_bicep(folder: Path, files: dict[str, str]) -> bicep.Template:
     for name, text in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text, encoding="utf-8")
-    return ic.Template.load(folder)
+    return bicep.Template.load(folder)
 
 
 @pytest.mark.parametrize(
@@ -305,7 +317,7 @@ def write_bicep(folder: Path, files: dict[str, str]) -> ic.Template:
 def test_app_settings_extraction_reads_each_form(
     tmp_path: Path, files: dict[str, str], expected: set[str]
 ) -> None:
-    assert set(ic.app_settings(write_bicep(tmp_path, files))) == expected
+    assert set(settings_check.app_settings(write_bicep(tmp_path, files))) == expected
 
 
 @pytest.mark.parametrize(
@@ -331,15 +343,15 @@ def test_app_settings_extraction_reads_each_form(
 def test_app_settings_extraction_refuses_what_it_cannot_read(
     tmp_path: Path, files: dict[str, str]
 ) -> None:
-    with pytest.raises(ic.Unresolved):
-        ic.app_settings(write_bicep(tmp_path, files))
+    with pytest.raises(bicep.Unresolved):
+        settings_check.app_settings(write_bicep(tmp_path, files))
 
 
 # --- (3) subject prefixes end with /blobs/ or /blobs/<folder>/ -------------------------------
 
 
 def test_subject_prefixes_end_at_blobs_or_a_folder(routing: dict[str, Any]) -> None:
-    assert ic.check_subject_prefixes(routing) == []
+    assert routing_check.check_subject_prefixes(routing) == []
 
 
 @pytest.mark.parametrize(
@@ -357,21 +369,21 @@ def test_subject_prefix_check_catches_bad_prefixes(
     routing_copy: dict[str, Any], prefix: str, problem: str
 ) -> None:
     route(routing_copy, "create_thumbnail")["filter"]["subjectBeginsWith"] = prefix
-    problems = ic.check_subject_prefixes(routing_copy)
+    problems = routing_check.check_subject_prefixes(routing_copy)
     assert len(problems) == 1 and problem in problems[0], problems
 
 
 def test_subject_prefix_check_accepts_nested_folders(routing_copy: dict[str, Any]) -> None:
     prefix = "/blobServices/default/containers/batch-input/blobs/incoming/2024/"
     route(routing_copy, "dispatch_batch_job")["filter"]["subjectBeginsWith"] = prefix
-    assert ic.check_subject_prefixes(routing_copy) == []
+    assert routing_check.check_subject_prefixes(routing_copy) == []
 
 
 # --- (4) no subscription covers a container the app writes to --------------------------------
 
 
 def test_no_subscription_covers_an_output_container(routing: dict[str, Any]) -> None:
-    assert ic.check_no_output_loops(routing) == []
+    assert routing_check.check_no_output_loops(routing) == []
 
 
 def test_output_loop_check_catches_a_prefix_that_also_matches_the_thumbnail_container(
@@ -380,7 +392,7 @@ def test_output_loop_check_catches_a_prefix_that_also_matches_the_thumbnail_cont
     routing_copy["containers"]["thumbnails"] = "images-thumbs"
     thumbnails = route(routing_copy, "create_thumbnail")
     thumbnails["filter"]["subjectBeginsWith"] = "/blobServices/default/containers/images"
-    problems = ic.check_no_output_loops(routing_copy)
+    problems = routing_check.check_no_output_loops(routing_copy)
     assert len(problems) == 1, problems
     assert "covers output container 'images-thumbs' (thumbnails)" in problems[0]
 
@@ -390,18 +402,18 @@ def test_output_loop_check_catches_a_subscription_on_the_thumbnail_container(
 ) -> None:
     thumbnails = route(routing_copy, "create_thumbnail")
     thumbnails["filter"]["subjectBeginsWith"] = "/blobServices/default/containers/THUMBNAILS/blobs/"
-    problems = ic.check_no_output_loops(routing_copy)
+    problems = routing_check.check_no_output_loops(routing_copy)
     assert len(problems) == 1 and "'thumbnails' (thumbnails)" in problems[0], problems
     # Case-sensitive matching would not cover it; Event Grid's default is insensitive.
     thumbnails["filter"]["isSubjectCaseSensitive"] = True
-    assert ic.check_no_output_loops(routing_copy) == []
+    assert routing_check.check_no_output_loops(routing_copy) == []
 
 
 # --- (5) retry policy and dead-letter on every subscription, in the Bicep --------------------
 
 
-def test_bicep_subscriptions_retry_and_dead_letter(template: ic.Template) -> None:
-    assert ic.check_bicep_subscriptions(template) == []
+def test_bicep_subscriptions_retry_and_dead_letter(template: bicep.Template) -> None:
+    assert subscriptions_check.check_bicep_subscriptions(template) == []
 
 
 EVENT_GRID = "modules/event-grid.bicep"
@@ -459,8 +471,8 @@ def test_bicep_subscription_check_catches_broken_templates(
 ) -> None:
     infra = copy_infra(tmp_path)
     edit(infra / EVENT_GRID, old, new)
-    problems = ic.check_bicep_subscriptions(
-        ic.Template.load(infra), infra / "event-subscriptions.json"
+    problems = subscriptions_check.check_bicep_subscriptions(
+        bicep.Template.load(infra), infra / "event-subscriptions.json"
     )
     assert any(problem in p for p in problems), problems
 
@@ -474,8 +486,8 @@ def test_bicep_subscription_check_catches_a_dead_letter_container_not_from_the_j
         "deadLetterContainerName: containers.deadLetter",
         "deadLetterContainerName: 'dl'",
     )
-    problems = ic.check_bicep_subscriptions(
-        ic.Template.load(infra), infra / "event-subscriptions.json"
+    problems = subscriptions_check.check_bicep_subscriptions(
+        bicep.Template.load(infra), infra / "event-subscriptions.json"
     )
     assert any("blobContainerName must be containers.deadLetter" in p for p in problems), problems
 
@@ -496,7 +508,9 @@ def test_bicep_subscription_check_catches_routes_without_retry_values(
     routing = json.loads(routes_file.read_text())
     change(route(routing, "dispatch_batch_job"))
     routes_file.write_text(json.dumps(routing))
-    problems = ic.check_bicep_subscriptions(ic.Template.load(infra), routes_file)
+    problems = subscriptions_check.check_bicep_subscriptions(
+        bicep.Template.load(infra), routes_file
+    )
     assert any(p.startswith("route batch:") and problem in p for p in problems), problems
 
 
@@ -504,7 +518,7 @@ def test_bicep_subscription_check_catches_routes_without_retry_values(
 
 
 def test_no_keys_or_secrets_in_infra() -> None:
-    assert ic.check_no_secrets() == []
+    assert policy.check_no_secrets() == []
 
 
 @pytest.mark.parametrize(
@@ -522,7 +536,7 @@ def test_no_keys_or_secrets_in_infra() -> None:
 def test_secret_check_catches_keys(tmp_path: Path, line: str, what: str) -> None:
     infra = copy_infra(tmp_path)
     (infra / "modules" / "extra.bicep").write_text(f"// ok\n{line}\n")
-    problems = ic.check_no_secrets(infra)
+    problems = policy.check_no_secrets(infra)
     assert problems and all(p.startswith("modules/extra.bicep:2: ") for p in problems)
     assert any(what in p for p in problems), problems
 
@@ -531,9 +545,9 @@ def test_secret_check_catches_keys(tmp_path: Path, line: str, what: str) -> None
 
 
 def test_role_assignments_have_deterministic_names_and_principal_types(
-    template: ic.Template,
+    template: bicep.Template,
 ) -> None:
-    assert ic.check_role_assignments(template) == []
+    assert policy.check_role_assignments(template) == []
 
 
 @pytest.mark.parametrize(
@@ -557,7 +571,7 @@ def test_role_assignment_check_catches_broken_assignments(
 ) -> None:
     infra = copy_infra(tmp_path)
     edit(infra / "modules" / "storage-role-assignment.bicep", old, new)
-    problems = ic.check_role_assignments(ic.Template.load(infra))
+    problems = policy.check_role_assignments(bicep.Template.load(infra))
     assert len(problems) >= 1 and all(
         "storage-role-assignment.bicep:roleAssignment" in p for p in problems
     )
