@@ -41,7 +41,7 @@ from handlers.errors import (
     DispatchInProgressError,
     DispatchRejectedError,
     DispatchUnavailableError,
-    PermanentError,
+    OutcomeUnknownError,
     StorageUnavailableError,
     TransientError,
 )
@@ -71,10 +71,6 @@ class RetryPolicy:
     # How long a duplicate delivery waits for the delivery that holds the claim.
     claim_wait_seconds: float = 10.0
     claim_poll_seconds: float = 0.2
-
-
-class OutcomeUnknownError(PermanentError):
-    """The endpoint may have started the job, but no answer came back."""
 
 
 def job_request(settings: BatchSettings, blob_url: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -217,7 +213,7 @@ def dispatch_batch_job(
     client.token()  # fails before anything is claimed, and keeps claim-to-post short
     container = service.get_container_client(settings.ledger_container)
     ledger = container.get_blob_client(ledger_name(event))
-    where = f"ledger blob {settings.ledger_container}/{ledger.blob_name}"
+    where = f"{settings.ledger_container}/{ledger.blob_name}"
     record = {
         "status": DISPATCHING,
         "eventId": event.event_id,
@@ -240,8 +236,9 @@ def dispatch_batch_job(
         )
         raise
     except OutcomeUnknownError as exc:
-        _finish(ledger, claim, record | {"status": UNKNOWN, "reason": str(exc)})
-        raise OutcomeUnknownError(_unknown_advice(str(exc), where)) from exc
+        _finish(ledger, claim, record | {"status": UNKNOWN, "reason": exc.reason})
+        exc.ledger_blob = where
+        raise
     except (TransientError, ConfigurationError):
         _release(ledger, claim)
         raise
@@ -251,7 +248,7 @@ def dispatch_batch_job(
         # The job exists: raising would only make Event Grid retry into the claim, which
         # turns "unknown" once stale; say here which job it is.
         logger.error(
-            "event %s: job %s was started but %s could not be updated (%s); "
+            "event %s: job %s was started but ledger blob %s could not be updated (%s); "
             "it will read as unknown once the claim is stale",
             event.event_id,
             job_name,
@@ -325,7 +322,7 @@ def _claim(
                     _overwrite(ledger, found | {"status": UNKNOWN, "reason": reason}, etag)
             except ResourceModifiedError:
                 continue
-            raise OutcomeUnknownError(_unknown_advice(reason, where))
+            raise OutcomeUnknownError(reason, ledger_blob=where)
         if time.monotonic() >= deadline:
             raise DispatchInProgressError(
                 f"another delivery has been dispatching this version since {found.get('claimedAt')}"
@@ -374,10 +371,6 @@ def _record_posted(
         if attempt < _RECORD_ATTEMPTS:
             sleep(float(attempt))
     return problem
-
-
-def _unknown_advice(reason: str, where: str) -> str:
-    return f"{reason}; check the endpoint's jobs, then delete {where} to dispatch again"
 
 
 def _release(ledger: BlobClient, claim: str) -> None:

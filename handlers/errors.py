@@ -5,7 +5,9 @@ BlobEventError
 │   ├── InvalidEventError   the event JSON is malformed or names a blob we must not touch
 │   ├── InvalidBlobError    the blob's name or bytes cannot be processed (not an image, ...)
 │   ├── SourceGoneError     the blob was deleted before we read it
-│   └── DispatchRejectedError  the batch endpoint refused the job (4xx other than 408/429)
+│   ├── DispatchRejectedError  the batch endpoint refused the job (4xx other than 408/429)
+│   └── OutcomeUnknownError    the endpoint may have started the job but never answered;
+│                              posting again could start a second one
 ├── TransientError          retrying can help: raise, so Event Grid retries and dead-letters
 │   ├── StorageUnavailableError  storage answered 5xx, timed out or dropped the connection
 │   ├── DispatchUnavailableError the batch endpoint answered 408/429/5xx or was unreachable
@@ -45,6 +47,28 @@ class DispatchRejectedError(PermanentError):
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+
+
+class OutcomeUnknownError(PermanentError):
+    """The endpoint may have started the job, but no answer came back.
+
+    Permanent because posting again could start a second job: an operator checks the
+    endpoint's jobs. Once the version is recorded as unknown, ``ledger_blob`` names the
+    record to delete to dispatch it again, and the message says so.
+    """
+
+    def __init__(self, reason: str, ledger_blob: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.ledger_blob = ledger_blob
+
+    def __str__(self) -> str:
+        if self.ledger_blob is None:
+            return self.reason
+        return (
+            f"{self.reason}; check the endpoint's jobs, then delete ledger blob "
+            f"{self.ledger_blob} to dispatch again"
+        )
 
 
 class TransientError(BlobEventError):
