@@ -12,17 +12,16 @@ function timeout (its delivery died somewhere between claiming and recording).
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import logging
 import posixpath
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 import requests
 from azure.core import MatchConditions
@@ -34,7 +33,10 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
-from urllib3.exceptions import NewConnectionError
+from requests.adapters import HTTPAdapter
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.util.retry import Retry
 
 from handlers.errors import (
     ConfigurationError,
@@ -62,15 +64,113 @@ _MAX_BODY_LOGGED = 2000
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """In-invocation retries; Event Grid's own retries take over after the last one."""
+class ClaimWait:
+    """How long a duplicate delivery waits for the delivery that holds the claim."""
 
-    attempts: int = 3
-    backoff_seconds: float = 1.0
-    max_retry_after_seconds: float = 10.0
-    # How long a duplicate delivery waits for the delivery that holds the claim.
-    claim_wait_seconds: float = 10.0
-    claim_poll_seconds: float = 0.2
+    seconds: float = 10.0
+    poll_seconds: float = 0.2
+
+
+# Answers a later attempt can change: timeouts, throttling, server errors.
+RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
+# One per invocation the host may run at once, so that none waits for a connection.
+_CONNECTIONS = 32
+
+
+class DispatchRetry(Retry):
+    """urllib3's Retry, set up for the batch endpoint; Event Grid retries after the last try.
+
+    Connection failures and 408/429/5xx answers are retried, POST included. Read errors are
+    not (``read=False`` re-raises them): the endpoint may have taken the request, and a
+    second POST would start a second job. After the last attempt the last answer comes back
+    (``raise_on_status=False``) for the client to judge. The waits are 1x, then 2x
+    ``backoff_factor``, or what Retry-After asks for; a Retry-After over
+    ``max_retry_after`` raises DispatchUnavailableError instead of holding the invocation.
+    ``sleep`` lets tests shorten and record the waits.
+    """
+
+    # Only status_forcelist decides: urllib3 would also retry a 413 that carries
+    # Retry-After, and a 413 is a rejection here.
+    RETRY_AFTER_STATUS_CODES: frozenset[int] = frozenset()
+
+    def __init__(
+        self,
+        total: bool | int | None = 2,
+        *,
+        read: bool | int | None = False,
+        other: int | None = 0,
+        allowed_methods: Collection[str] | None = frozenset({"GET", "POST"}),
+        status_forcelist: Collection[int] | None = RETRY_STATUSES,
+        backoff_factor: float = 1.0,
+        raise_on_status: bool = False,
+        max_retry_after: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            total,
+            read=read,
+            other=other,
+            allowed_methods=allowed_methods,
+            status_forcelist=status_forcelist,
+            backoff_factor=backoff_factor,
+            raise_on_status=raise_on_status,
+            **kwargs,
+        )
+        self.max_retry_after = max_retry_after
+        self.sleeper = sleep
+
+    @property
+    def attempts(self) -> int:
+        """Requests this policy allows in all: the first and its retries."""
+        return self.total + 1 if isinstance(self.total, int) else 1
+
+    def new(self, **kw: Any) -> Self:
+        # urllib3 makes a new Retry after every attempt; ours carries its own settings over.
+        return super().new(**{"max_retry_after": self.max_retry_after, "sleep": self.sleeper, **kw})
+
+    def get_backoff_time(self) -> float:
+        # urllib3 waits nothing after the first failure; an endpoint that just failed
+        # deserves the pause.
+        failures = len(self.history)
+        if failures == 0:
+            return 0.0
+        return float(min(self.backoff_max, self.backoff_factor * 2 ** (failures - 1)))
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None  # unreadable: the backoff applies
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        wait = None
+        if response is not None and self.respect_retry_after_header:
+            wait = self.get_retry_after(response)
+        if wait is None:
+            wait = self.get_backoff_time()
+        elif response is not None and wait > self.max_retry_after:
+            raise DispatchUnavailableError(
+                f"the endpoint answered {response.status} with Retry-After {wait:g} s"
+            )
+        last = self.history[-1] if self.history else None
+        if last is not None and last.status is not None:
+            problem = f"the endpoint answered {last.status}"
+        else:
+            problem = f"could not connect ({type(last.error).__name__ if last else '?'})"
+        logger.info("batch endpoint: %s; retrying in %.1f s", problem, wait)
+        self.sleeper(float(wait))
+
+    def connect_failure(self, exc: requests.RequestException) -> Exception | None:
+        """The error that made urllib3 give up connecting, or None when it was another.
+
+        Connecting is the one step this policy retries, chosen by urllib3's own test for an
+        error raised before the request was sent; read errors come back as they are, so a
+        request that failed any other way may have reached the endpoint.
+        """
+        gave_up = exc.args[0] if exc.args else None
+        reason = gave_up.reason if isinstance(gave_up, MaxRetryError) else None
+        return reason if reason is not None and self._is_connection_error(reason) else None
 
 
 def job_request(settings: BatchSettings, blob_url: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -90,15 +190,18 @@ def job_request(settings: BatchSettings, blob_url: str) -> tuple[dict[str, str],
 
 
 class BatchJobClient:
-    """Posts jobs to the batch endpoint with a cached bearer token and bounded retries."""
+    """Posts jobs to the batch endpoint with a cached bearer token and bounded retries.
+
+    Mounts its own adapter, carrying ``retry``, on ``session`` for the endpoint's URLs only,
+    so other uses of the session keep theirs.
+    """
 
     def __init__(
         self,
         settings: BatchSettings,
         session: requests.Session,
         credential: TokenCredential,
-        retry: RetryPolicy = RetryPolicy(),
-        sleep: Callable[[float], None] = time.sleep,
+        retry: DispatchRetry | None = None,
     ) -> None:
         if settings.endpoint_uri is None:
             raise ValueError("BatchJobClient needs BATCH_ENDPOINT_URI")
@@ -106,8 +209,11 @@ class BatchJobClient:
         self.endpoint_uri = settings.endpoint_uri
         self.session = session
         self.credential = credential
-        self.retry = retry
-        self._sleep = sleep
+        self.retry = retry if retry is not None else DispatchRetry()
+        session.mount(
+            self.endpoint_uri,
+            HTTPAdapter(pool_connections=1, pool_maxsize=_CONNECTIONS, max_retries=self.retry),
+        )
         # One token request even when many threads start at once: the first fills the cache.
         self._token_lock = threading.Lock()
 
@@ -118,56 +224,38 @@ class BatchJobClient:
         OutcomeUnknownError (sent, no answer), ConfigurationError (401/403).
         """
         headers, body = job_request(self.settings, blob_url)
-        last_problem = "no attempt made"
-        for attempt in range(1, self.retry.attempts + 1):
-            headers["Authorization"] = f"Bearer {self.token()}"
-            try:
-                response = self.session.post(
-                    self.endpoint_uri,
-                    json=body,
-                    headers=headers,
-                    timeout=(
-                        min(10.0, self.settings.timeout_seconds),
-                        self.settings.timeout_seconds,
-                    ),
-                )
-            except requests.RequestException as exc:
-                if not _never_sent(exc):
-                    raise OutcomeUnknownError(
-                        f"the request was sent but no answer came back ({type(exc).__name__}); "
-                        "the job may exist"
-                    ) from exc
-                last_problem = f"could not connect ({type(exc).__name__})"
-                wait = self._backoff(attempt)
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return _job_name(response)
-                text = response.text[:_MAX_BODY_LOGGED]
-                if status in (401, 403):
-                    raise ConfigurationError(
-                        "AZURE_CLIENT_ID",
-                        f"the batch endpoint refused the identity ({status}: {text}); "
-                        "it needs AzureML Data Scientist on the workspace",
-                    )
-                if status not in (408, 429) and status < 500:
-                    raise DispatchRejectedError(
-                        f"the endpoint answered {status}: {text}", status, text
-                    )
-                last_problem = f"the endpoint answered {status}"
-                wait = self._backoff(attempt)
-                if status == 429:
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-                    if retry_after is not None:
-                        if retry_after > self.retry.max_retry_after_seconds:
-                            raise DispatchUnavailableError(
-                                f"the endpoint answered 429 with Retry-After {retry_after:g} s"
-                            )
-                        wait = retry_after
-            if attempt < self.retry.attempts:
-                logger.info("batch endpoint: %s; retrying in %.1f s", last_problem, wait)
-                self._sleep(wait)
-        raise DispatchUnavailableError(f"{last_problem} after {self.retry.attempts} attempts")
+        headers["Authorization"] = f"Bearer {self.token()}"
+        timeout = self.settings.timeout_seconds
+        try:
+            response = self.session.post(
+                self.endpoint_uri, json=body, headers=headers, timeout=(min(10.0, timeout), timeout)
+            )
+        except requests.RequestException as exc:
+            reason = self.retry.connect_failure(exc)
+            if reason is not None:
+                raise DispatchUnavailableError(
+                    f"could not connect ({type(reason).__name__}) "
+                    f"after {self.retry.attempts} attempts"
+                ) from exc
+            raise OutcomeUnknownError(
+                f"the request was sent but no answer came back ({type(exc).__name__}); "
+                "the job may exist"
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return _job_name(response)
+        text = response.text[:_MAX_BODY_LOGGED]
+        if status in (401, 403):
+            raise ConfigurationError(
+                "AZURE_CLIENT_ID",
+                f"the batch endpoint refused the identity ({status}: {text}); "
+                "it needs AzureML Data Scientist on the workspace",
+            )
+        if status in RETRY_STATUSES:
+            raise DispatchUnavailableError(
+                f"the endpoint answered {status} after {self.retry.attempts} attempts"
+            )
+        raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
 
     def token(self) -> str:
         """A bearer token for the endpoint, from the credential's cache when it has one."""
@@ -178,9 +266,6 @@ class BatchJobClient:
             raise DispatchUnavailableError(
                 f"no token for {self.settings.token_scope}: {exc}"
             ) from exc
-
-    def _backoff(self, attempt: int) -> float:
-        return float(self.retry.backoff_seconds * 2 ** (attempt - 1))
 
 
 def ledger_name(event: BlobCreated) -> str:
@@ -194,7 +279,7 @@ def dispatch_batch_job(
     settings: Settings,
     client: BatchJobClient | None,
     *,
-    retry: RetryPolicy = RetryPolicy(),
+    wait: ClaimWait = ClaimWait(),
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Start exactly one job for the blob version ``event`` announces.
@@ -223,7 +308,7 @@ def dispatch_batch_job(
         "eTag": event.version,
         "claimedAt": _now(),
     }
-    claim = _claim(ledger, container, record, event, where, retry=retry, sleep=sleep)
+    claim = _claim(ledger, container, record, event, where, wait=wait, sleep=sleep)
     if isinstance(claim, Outcome):
         return claim
     try:
@@ -283,7 +368,7 @@ def _claim(
     event: BlobCreated,
     where: str,
     *,
-    retry: RetryPolicy,
+    wait: ClaimWait,
     sleep: Callable[[float], None],
 ) -> str | Outcome:
     """Create the ledger blob (our claim) and return its eTag, or the outcome of a duplicate.
@@ -291,7 +376,7 @@ def _claim(
     Raises DispatchInProgressError while another delivery holds a fresh claim, and
     OutcomeUnknownError for a stale one (after recording it as unknown).
     """
-    deadline = time.monotonic() + retry.claim_wait_seconds
+    deadline = time.monotonic() + wait.seconds
     while True:
         try:
             with storage_errors("claiming the dispatch"):
@@ -327,7 +412,7 @@ def _claim(
             raise DispatchInProgressError(
                 f"another delivery has been dispatching this version since {found.get('claimedAt')}"
             )
-        sleep(retry.claim_poll_seconds)
+        sleep(wait.poll_seconds)
 
 
 def _create(ledger: BlobClient, record: dict[str, Any]) -> dict[str, Any]:
@@ -396,33 +481,6 @@ def _expired(record: dict[str, Any]) -> bool:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached the endpoint, so posting again is safe."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError):
-        reason = exc.args[0] if exc.args else None
-        inner = getattr(reason, "reason", reason)
-        return isinstance(inner, NewConnectionError)
-    return False
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _job_name(response: requests.Response) -> str:

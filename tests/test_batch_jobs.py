@@ -6,9 +6,11 @@ azure-identity and requests code runs end to end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,9 +19,14 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from handlers.batch_jobs import CLAIM_TIMEOUT, ledger_name
-from handlers.context import reset_context
-from handlers.errors import ConfigurationError, DispatchUnavailableError
+from handlers.batch_jobs import CLAIM_TIMEOUT, BatchJobClient, DispatchRetry, ledger_name
+from handlers.context import AppContext, reset_context
+from handlers.errors import (
+    ConfigurationError,
+    DispatchRejectedError,
+    DispatchUnavailableError,
+    OutcomeUnknownError,
+)
 from handlers.events import AccountEndpoint, parse_event
 from tests.conftest import functions, invoke
 from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, Scripted
@@ -402,3 +409,71 @@ def test_many_first_calls_at_once_share_one_token(
         thread.join(timeout=60)
     assert len(jobs.jobs) == 8
     assert len(identity.token_requests) == 1
+
+
+def client_with(env: dict[str, str], waits: list[float]) -> BatchJobClient:
+    """The app's batch client on the app's session and credential, with recorded waits."""
+    ctx = AppContext.from_env(os.environ)
+    retry = DispatchRetry(sleep=waits.append)
+    return BatchJobClient(ctx.settings.batch, ctx.http, ctx.credential, retry)
+
+
+def test_waits_one_then_two_seconds_then_gives_up(
+    batch_env: dict[str, str], jobs: JobsEndpoint
+) -> None:
+    waits: list[float] = []
+    jobs.script.extend([Scripted(500), Scripted(502), Scripted(500)])
+    with pytest.raises(DispatchUnavailableError, match="500 after 3 attempts"):
+        client_with(batch_env, waits).submit("http://127.0.0.1/x/a.csv")
+    assert waits == [1.0, 2.0]
+    assert len(posts(jobs)) == 3
+
+
+def test_retry_after_is_honoured_on_any_retried_answer_and_unreadable_ones_back_off(
+    batch_env: dict[str, str], jobs: JobsEndpoint
+) -> None:
+    waits: list[float] = []
+    jobs.script.extend(
+        [
+            Scripted(503, None, {"Retry-After": "3"}),
+            Scripted(429, None, {"Retry-After": "soon"}),
+        ]
+    )
+    name = client_with(batch_env, waits).submit("http://127.0.0.1/x/a.csv")
+    assert name in jobs.jobs
+    assert waits == [3.0, 2.0]  # as asked, then the backoff after the second failure
+
+
+def test_413_with_retry_after_is_a_rejection_not_a_retry(
+    batch_env: dict[str, str], jobs: JobsEndpoint
+) -> None:
+    jobs.script.append(Scripted(413, {"error": {"code": "TooLarge"}}, {"Retry-After": "1"}))
+    with pytest.raises(DispatchRejectedError, match="413") as raised:
+        client_with(batch_env, []).submit("http://127.0.0.1/x/a.csv")
+    assert "TooLarge" in raised.value.body
+    assert len(posts(jobs)) == 1
+
+
+def test_a_connection_dropped_after_the_request_is_never_posted_again(
+    batch_env: dict[str, str],
+) -> None:
+    """The endpoint read the whole request and hung up: it may have started the job."""
+    received: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+
+    def hang_up_after_reading() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    received.append(connection.recv(65536))
+
+    threading.Thread(target=hang_up_after_reading, daemon=True).start()
+    os.environ["BATCH_ENDPOINT_URI"] = f"http://127.0.0.1:{listener.getsockname()[1]}/jobs"
+    try:
+        with pytest.raises(OutcomeUnknownError, match="the job may exist"):
+            client_with(batch_env, []).submit("http://127.0.0.1/x/a.csv")
+    finally:
+        listener.close()
+    assert len(received) == 1 and received[0].startswith(b"POST /jobs")

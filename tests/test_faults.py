@@ -22,7 +22,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from handlers import batch_jobs, context
-from handlers.batch_jobs import BatchJobClient, RetryPolicy
+from handlers.batch_jobs import BatchJobClient, DispatchRetry
 from handlers.context import AppContext, reset_context
 from handlers.pipeline import handle
 from handlers.thumbnails import SOURCE_ETAG
@@ -283,12 +283,11 @@ class FlappingContext(AppContext):
     """The app's context with a batch client whose waits are short and recorded, so that a
     flapping endpoint can be driven through many retries quickly."""
 
-    def __init__(self, client_retry: RetryPolicy) -> None:
+    def __init__(self, backoff_factor: float) -> None:
         super().__init__(AppContext.from_env(os.environ).settings)
         self.waits: list[float] = []
-        self._client = BatchJobClient(
-            self.settings.batch, self.http, self.credential, client_retry, self._sleep
-        )
+        retry = DispatchRetry(backoff_factor=backoff_factor, sleep=self._sleep)
+        self._client = BatchJobClient(self.settings.batch, self.http, self.credential, retry)
 
     def _sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
@@ -340,7 +339,7 @@ def test_flapping_batch_endpoint_ends_with_one_job_per_version(
     script, kinds = flapping_script(seed=11, count=120)
     jobs.script.extend(script)
 
-    flapping = FlappingContext(RetryPolicy(backoff_seconds=0.01))
+    flapping = FlappingContext(backoff_factor=0.01)
     report = RedeliveryReport()
     order = with_duplicates([("dispatch_batch_job", event) for event in events], 2, seed=5)
 
