@@ -1,5 +1,5 @@
 """Batch dispatch: 1000 BlobCreated events against the local jobs endpoint and managed
-identity stand-ins (tests/support/servers.py), from a pool of worker threads.
+identity stand-ins (tools/standins/), from a pool of worker threads.
 
 Variants, each on fresh stand-ins and a fresh process context:
 - function: the dispatch_batch_job function as the host calls it (worker converter, ledger
@@ -7,14 +7,13 @@ Variants, each on fresh stand-ins and a fresh process context:
 - client only: the same BatchJobClient without the ledger, to show what the ledger costs;
 - seed Logic App: what the Logic App in the seed does per event: a new token request and a
   new connection for every POST.
-Connections are counted where the servers accept them.
+Connections are counted where the stand-ins accept them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,46 +24,12 @@ from typing import Any
 import requests
 
 from bench.common import Table, median, ms, percentile
-from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, StandIn
 from tools import azurite
 from tools import events as build
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 EVENTS = 1000
 WORKERS = 8
-
-
-def count_connections(server: StandIn) -> Callable[[], int]:
-    """Wrap the server's accept so that every TCP connection it takes is counted.
-
-    Also turns Nagle's algorithm off on each: the stand-in writes headers and body in two
-    sends, and on a kept-alive connection the body then waits for the client's delayed ACK
-    (40 ms on Linux). A real endpoint does not answer like that, and the delay would punish
-    exactly the connection reuse this benchmark is about."""
-    accepted = [0]
-    lock = threading.Lock()
-    original = server.server.get_request
-
-    def get_request() -> Any:
-        connection = original()
-        connection[0].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with lock:
-            accepted[0] += 1
-        return connection
-
-    server.server.get_request = get_request  # type: ignore[method-assign]
-    return lambda: accepted[0]
-
-
-class CountingJobsEndpoint(JobsEndpoint):
-    def __init__(self, accepted_token: str) -> None:
-        super().__init__(accepted_token)
-        self.connections = count_connections(self)
-
-
-class CountingIdentity(ManagedIdentityEndpoint):
-    def __init__(self) -> None:
-        super().__init__()
-        self.connections = count_connections(self)
 
 
 @dataclass
@@ -115,10 +80,10 @@ def _drive(
 
 def run_variant(variant: str, storage: azurite.Azurite) -> Run:
     from handlers.context import AppContext, reset_context
-    from tools.eventsource.delivery import InProcessTarget, indexed_functions
+    from tools.eventsource.targets import InProcessTarget, indexed_functions
 
-    identity = CountingIdentity()
-    jobs = CountingJobsEndpoint(identity.token)
+    identity = ManagedIdentityEndpoint()
+    jobs = JobsEndpoint(identity.token)
     saved = dict(os.environ)
     try:
         for name in list(os.environ):
@@ -185,8 +150,8 @@ def run_variant(variant: str, storage: azurite.Azurite) -> Run:
             latencies,
             len(jobs.jobs),
             len(identity.token_requests),
-            jobs.connections(),
-            identity.connections(),
+            jobs.connections,
+            identity.connections,
         )
     finally:
         os.environ.clear()

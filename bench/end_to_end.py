@@ -148,7 +148,7 @@ def run_once(variant: str, count: int, bodies: list[bytes]) -> Run:
             os.environ.pop("BATCH_ENDPOINT_URI", None)
             reset_context()
             if variant == "function":
-                from tools.eventsource.delivery import indexed_functions
+                from tools.eventsource.targets import indexed_functions
 
                 indexed_functions()
                 target_holder["target"] = InProcessTarget()

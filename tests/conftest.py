@@ -3,24 +3,18 @@ environment and process context for every test."""
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from azure.functions.eventgrid import EventGridEventInConverter
-from azure.functions.meta import Datum
 from azure.storage.blob import BlobServiceClient
 
-import function_app
 from handlers.context import reset_context
-from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint
+from tests.support.names import unique
 from tools import azurite
 from tools import events as event_builders
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +36,6 @@ def azurite_service() -> Iterator[azurite.Azurite]:
 @pytest.fixture
 def blob_service(azurite_service: azurite.Azurite) -> BlobServiceClient:
     return BlobServiceClient.from_connection_string(azurite_service.connection_string)
-
-
-def unique(prefix: str) -> str:
-    """A container name no other test uses (3-63 chars, lowercase)."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -77,28 +66,6 @@ def app_env(azurite_service: azurite.Azurite, containers: dict[str, str]) -> dic
     os.environ.update(env)
     reset_context()
     return env
-
-
-_index_lock = threading.Lock()
-
-
-def functions() -> dict[str, Any]:
-    """The indexed functions, as the host sees them (the app can be indexed only once)."""
-    with _index_lock:
-        return _index()
-
-
-@functools.cache
-def _index() -> dict[str, Any]:
-    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
-
-
-def invoke(function_name: str, payload: dict[str, Any]) -> None:
-    """Run a function as the host does: JSON through the worker's converter, then the call."""
-    event = EventGridEventInConverter.decode(
-        Datum(json.dumps(payload), "json"), trigger_metadata={}
-    )
-    functions()[function_name].get_user_function()(event)
 
 
 @pytest.fixture

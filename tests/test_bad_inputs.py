@@ -22,12 +22,12 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
-from tests.conftest import invoke
 from tests.support import images as gen
-from tests.support.faults import RecordingServer, batch_environment, posts
-from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, StandIn
+from tests.support.faults import batch_environment
+from tests.support.host import invoke
 from tools import azurite
 from tools import events as build
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, RecordingServer
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
 
@@ -418,29 +418,21 @@ def shared_recorder() -> Iterator[RecordingServer]:
     server.stop()
 
 
-def cleared(server: StandIn) -> None:
-    with server.lock:
-        server.requests.clear()
-        server.script.clear()
-        if isinstance(server, JobsEndpoint):
-            server.jobs.clear()
-
-
 @pytest.fixture
 def identity(shared_identity: ManagedIdentityEndpoint) -> ManagedIdentityEndpoint:
-    cleared(shared_identity)
+    shared_identity.clear()
     return shared_identity
 
 
 @pytest.fixture
 def jobs(shared_jobs: JobsEndpoint) -> JobsEndpoint:
-    cleared(shared_jobs)
+    shared_jobs.clear()
     return shared_jobs
 
 
 @pytest.fixture
 def recorder(shared_recorder: RecordingServer) -> RecordingServer:
-    cleared(shared_recorder)
+    shared_recorder.clear()
     return shared_recorder
 
 
@@ -495,7 +487,7 @@ def test_bad_input_fails_once_clearly_and_writes_nothing(
 
     assert is_empty(blob_service, containers["thumbnails"])
     assert is_empty(blob_service, containers["ledger"])
-    assert posts(jobs) == [] and jobs.jobs == {}
+    assert jobs.posts() == [] and jobs.jobs == {}
     assert identity.token_requests == []
     assert recorder.requests == []
 

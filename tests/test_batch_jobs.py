@@ -1,6 +1,6 @@
 """dispatch_batch_job against Azurite, a local jobs endpoint and a local managed identity.
 
-The stand-ins speak the documented contracts (tests/support/servers.py), so the real
+The stand-ins speak the documented contracts (tools/standins/), so the real
 azure-identity and requests code runs end to end.
 """
 
@@ -28,10 +28,10 @@ from handlers.errors import (
     OutcomeUnknownError,
 )
 from handlers.events import AccountEndpoint, parse_event
-from tests.conftest import functions, invoke
-from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, Scripted
+from tests.support.host import functions, invoke
 from tools import azurite
 from tools import events as build
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Scripted
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
 

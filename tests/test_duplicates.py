@@ -12,22 +12,20 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from handlers.thumbnails import SOURCE_ETAG
-from tests.conftest import functions, invoke
 from tests.support import images as gen
 from tests.support.faults import (
     Delivery,
     RedeliveryReport,
     batch_environment,
-    job_uris,
     outcomes_by_blob,
-    posts,
     redeliver_until_done,
     run_round,
     with_duplicates,
 )
-from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint
+from tests.support.host import invoke
 from tools import azurite
 from tools import events as build
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http, pytest.mark.slow]
 
@@ -97,7 +95,6 @@ def test_every_event_three_times_gives_one_thumbnail_and_one_job_per_version(
     order = with_duplicates(deliveries, COPIES, SEED)
     assert len(order) == BLOBS * 2 * COPIES
 
-    functions()  # index the app once, before the threads race to (conftest caches it unlocked)
     report = RedeliveryReport()
     failed = run_round(order, invoke, WORKERS, report)
     # A duplicate that waited longer than claim_wait_seconds for the claim holder raises
@@ -131,8 +128,8 @@ def test_every_event_three_times_gives_one_thumbnail_and_one_job_per_version(
 
     # What the batch endpoint saw: one POST and one job per blob version, nothing more.
     urls = {event["data"]["url"] for _, _, event in uploaded}
-    assert len(posts(jobs)) == BLOBS
-    assert job_uris(jobs) == Counter(dict.fromkeys(urls, 1))
+    assert len(jobs.posts()) == BLOBS
+    assert jobs.job_uris() == Counter(dict.fromkeys(urls, 1))
     ledger = blob_service.get_container_client(containers["ledger"])
     records = [
         json.loads(ledger.download_blob(blob.name).readall()) for blob in ledger.list_blobs()

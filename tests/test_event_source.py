@@ -22,12 +22,8 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from PIL import Image
 
 from handlers.context import reset_context
-from tests.conftest import functions, unique
-from tests.support.local_loop import (
-    FunctionsHostStandIn,
-    RecordingTarget,
-    routes_for,
-)
+from tests.support.local_loop import RecordingTarget, routes_for
+from tests.support.names import unique
 from tests.support.polling import poll
 from tools import azurite
 from tools.eventsource import (
@@ -42,6 +38,7 @@ from tools.eventsource import (
 )
 from tools.eventsource.proxy import PassThrough
 from tools.routes import Routes
+from tools.standins.functions_host import FunctionsHostStandIn
 
 pytestmark = pytest.mark.azurite
 
@@ -55,11 +52,6 @@ def jpeg(size: tuple[int, int] = (320, 200)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 40, 40)).save(buffer, "JPEG")
     return buffer.getvalue()
-
-
-def in_process() -> InProcessTarget:
-    # The test process has indexed the app already (conftest); reuse that index.
-    return InProcessTarget(resolve=lambda name: functions()[name].get_user_function())
 
 
 SourceFactory = Callable[..., EventSource]
@@ -129,7 +121,7 @@ def thumbnail_of(service: BlobServiceClient, containers: dict[str, str], name: s
 def test_upload_through_the_pass_through_makes_a_thumbnail(
     app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
 ) -> None:
-    source = make_source(in_process())
+    source = make_source(InProcessTarget())
     point_functions_at(source)
     service = client(source)
     name = "holiday/beach day #1 é.jpg"  # spaces, '#', unicode round-trip
@@ -605,7 +597,7 @@ def test_a_failing_handler_is_retried_then_dead_lettered(
     blob_service: BlobServiceClient,
 ) -> None:
     os.environ["THUMBNAIL_SIZE"] = "1"  # a configuration error: the function raises
-    target = in_process()
+    target = InProcessTarget()
     source = make_source(target, maxDeliveryAttempts=3)
     point_functions_at(source)
     reports: list[Report] = []

@@ -26,23 +26,21 @@ from handlers.batch_jobs import BatchJobClient, DispatchRetry
 from handlers.context import AppContext, reset_context
 from handlers.pipeline import handle
 from handlers.thumbnails import SOURCE_ETAG
-from tests.conftest import functions, invoke
 from tests.support import images as gen
 from tests.support.faults import (
     FaultProxy,
     RedeliveryReport,
     batch_environment,
-    job_uris,
     outcomes_by_blob,
-    posts,
     redeliver_until_done,
     run_round,
     with_duplicates,
 )
+from tests.support.host import invoke
 from tests.support.polling import poll
-from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint, Recorded, Scripted
 from tools import azurite
 from tools import events as build
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Recorded, Scripted
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http, pytest.mark.slow]
 
@@ -161,7 +159,6 @@ def test_azurite_stopped_and_restarted_mid_run(
         for n, schema in enumerate([build.CLOUD_EVENT_SCHEMA, build.EVENT_GRID_SCHEMA] * 4)
     ]
 
-    functions()  # index the app once, before the threads race to
     report = RedeliveryReport()
     during_outage = RedeliveryReport()
     outage: dict[str, Any] = {}
@@ -176,7 +173,7 @@ def test_azurite_stopped_and_restarted_mid_run(
             WORKERS,
             during_outage,
         )
-        outage["posts"] = posts(jobs)
+        outage["posts"] = jobs.posts()
         poll(
             lambda: report.raised or report.attempts == len(order),
             60,
@@ -210,8 +207,8 @@ def test_azurite_stopped_and_restarted_mid_run(
         assert counts["written"] <= 1 and set(counts) <= {"written", "duplicate"}, (blob, counts)
 
     urls = [event["data"]["url"] for event in batch_events]
-    assert job_uris(jobs) == Counter(dict.fromkeys(urls, 1))
-    assert len(posts(jobs)) == len(batch_events)
+    assert jobs.job_uris() == Counter(dict.fromkeys(urls, 1))
+    assert len(jobs.posts()) == len(batch_events)
     records = ledger_records(service, containers["ledger"])
     assert sorted(r["status"] for r in records) == ["dispatched"] * len(batch_events)
 
@@ -271,7 +268,7 @@ def test_storage_lost_after_the_job_was_posted_still_starts_one_job(
         )
         invoke("dispatch_batch_job", event)
         assert len(jobs.jobs) == 1
-        assert len(posts(jobs)) == 1
+        assert len(jobs.posts()) == 1
         (record,) = ledger_records(blob_service, containers["ledger"])
         assert record["status"] == "unknown"
         assert "the job may exist" in record["reason"]
@@ -352,7 +349,7 @@ def test_flapping_batch_endpoint_ends_with_one_job_per_version(
     assert set(report.raised_types()) <= allowed, report.raised_types()
 
     # The point: one job per blob version, whatever the endpoint did.
-    assert job_uris(jobs) == versions
+    assert jobs.job_uris() == versions
     records = ledger_records(blob_service, containers["ledger"])
     assert len(records) == len(events)
     statuses = Counter(record["status"] for record in records)

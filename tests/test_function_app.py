@@ -13,7 +13,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
 import function_app
-from tests.conftest import functions
+from tests.support.host import functions
 from tools import events as build
 
 ROOT = Path(__file__).resolve().parent.parent

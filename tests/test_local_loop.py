@@ -197,7 +197,7 @@ def test_sigterm_stops_it_and_azurite_keeps_its_data_for_the_next_run(
 def test_with_func_on_path_it_runs_func_start_and_stops_its_whole_group(
     tmp_path: Path, loops: list[Loop]
 ) -> None:
-    """A stand-in `func` (see tests/support/local_loop.py) that comes up a second late: the
+    """A stand-in `func` (tools/standins/functions_host.py) that comes up a second late: the
     samples uploaded meanwhile wait for it, and stopping the loop stops the host's child."""
     bin_dir = tmp_path / "bin"
     install_fake_func(bin_dir, sys.executable)

@@ -33,12 +33,12 @@ from handlers.context import AppContext, reset_context
 from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome
 from handlers.thumbnails import SOURCE_ETAG
-from tests.support.servers import JobsEndpoint, ManagedIdentityEndpoint
 from tools import azurite
 from tools import events as build
 from tools.ops import main
 from tools.ops.progress import Progress
 from tools.routes import ROUTES_FILE
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
 from handlers.thumbnails import SOURCE_ETAG, thumbnail_name
-from tests.conftest import invoke
 from tests.support import images as gen
+from tests.support.host import invoke
 from tools import events as build
 
 pytestmark = pytest.mark.azurite

@@ -44,7 +44,7 @@ from tools.eventsource import (
     WebhookTarget,
     check_port_free,
 )
-from tools.eventsource.delivery import indexed_functions
+from tools.eventsource.targets import indexed_functions
 from tools.routes import ROUTES_FILE, Route, Routes, load_routes
 
 logger = logging.getLogger("local_loop")

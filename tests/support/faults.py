@@ -1,6 +1,6 @@
 """Helpers for the duplicate, fault and bad-input suites: Event Grid's at-least-once delivery
-(duplicates in a seeded random order, redelivery of whatever raised), outcome counting, a
-server that must never be contacted, and a TCP proxy that drops storage on demand."""
+(duplicates in a seeded random order, redelivery of whatever raised), outcome counting, and
+a TCP proxy that drops storage on demand."""
 
 from __future__ import annotations
 
@@ -20,13 +20,7 @@ from typing import Any
 import pytest
 
 from handlers.context import reset_context
-from tests.support.servers import (
-    JobsEndpoint,
-    ManagedIdentityEndpoint,
-    Recorded,
-    Scripted,
-    StandIn,
-)
+from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 # (function name, event payload): one delivery as Event Grid makes it.
 Delivery = tuple[str, dict[str, Any]]
@@ -137,32 +131,6 @@ def batch_environment(identity: ManagedIdentityEndpoint, jobs: JobsEndpoint) -> 
     os.environ.update(env)
     reset_context()
     return env
-
-
-def job_uris(jobs: JobsEndpoint) -> Counter[str]:
-    """How many jobs the stand-in started for each input URI."""
-    with jobs.lock:
-        found = list(jobs.jobs.values())
-    uris: Counter[str] = Counter()
-    for job in found:
-        (value,) = job["properties"]["InputData"].values()
-        uris[value["Uri"]] += 1
-    return uris
-
-
-def posts(server: StandIn) -> list[Recorded]:
-    with server.lock:
-        return [r for r in server.requests if r.method == "POST"]
-
-
-class RecordingServer(StandIn):
-    """Answers anything with a small JPEG-looking 200 and records it: a host the app must
-    never contact, so its request log has to stay empty."""
-
-    def answer(
-        self, request: Recorded, scripted: Scripted | None
-    ) -> tuple[int, Any, dict[str, str]]:
-        return 200, {"ok": True}, {}
 
 
 class FaultProxy:

@@ -1,20 +1,19 @@
-"""Helpers for the event source and local loop tests: a Functions host stand-in that speaks
-the Event Grid webhook contract, a recording delivery target, routes on a test's own
-containers, and polling with a deadline."""
+"""Helpers for the event source and local loop tests: a recording delivery target, routes on
+a test's own containers, a `func` on PATH, and what /proc says about processes."""
 
 from __future__ import annotations
 
 import copy
 import json
+import shlex
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import Recorded, Scripted, StandIn
-from tools.eventsource import Result
+from tools.eventsource.targets import Result, result_for_status
 from tools.routes import ROUTES_FILE, Routes, parse_routes
 
 
@@ -62,57 +61,11 @@ class RecordingTarget:
         with self.lock:
             self.deliveries.append((function, dict(event), time.monotonic()))
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        from tools.eventsource.delivery import result_for_status
-
         return result_for_status(status)
 
     def events(self) -> list[dict[str, Any]]:
         with self.lock:
             return [event for _, event, _ in self.deliveries]
-
-
-class FunctionsHostStandIn(StandIn):
-    """``func start``'s Event Grid webhook: POST /runtime/webhooks/EventGrid?functionName=...
-
-    Records every request. With ``run_functions`` it runs each event through the worker's
-    converter and the indexed function (as the host does) and answers 202, or 500 when the
-    function raises; a functionName the app lacks still gets 202, as the real host answers.
-    Otherwise it answers ``status``. Stops itself after ``lifetime`` seconds.
-    """
-
-    def __init__(
-        self,
-        port: int = 0,
-        *,
-        run_functions: bool = True,
-        status: int = 202,
-        lifetime: float = 120.0,
-    ) -> None:
-        self.run_functions = run_functions
-        self.status = status
-        super().__init__(lifetime=lifetime, port=port)
-
-    def answer(
-        self, request: Recorded, scripted: Scripted | None
-    ) -> tuple[int, Any, dict[str, str]]:
-        if scripted is not None:
-            return scripted.status, scripted.body, scripted.headers
-        return self._status(request), None, {}
-
-    def _status(self, request: Recorded) -> int:
-        if not self.run_functions:
-            return self.status
-        from tests.conftest import functions, invoke
-
-        name = (request.query.get("functionName") or [""])[0]
-        if request.path != "/runtime/webhooks/EventGrid" or name not in functions():
-            return 202
-        try:
-            for event in request.json():
-                invoke(name, event)
-        except Exception:
-            return 500
-        return 202
 
 
 def _proc_stats() -> dict[int, list[str]]:
@@ -161,70 +114,17 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
 
 
-def lines_until(lines: Iterator[str], marker: str, seen: list[str]) -> str:
-    """Consume ``lines`` into ``seen`` until one contains ``marker``; return it."""
-    for line in lines:
-        seen.append(line)
-        if marker in line:
-            return line
-    raise AssertionError(f"output ended before {marker!r}:\n" + "".join(seen[-40:]))
-
-
-# A stand-in for Core Tools' `func start`, for tests of the local loop's func mode (Core
-# Tools cannot be installed here): it comes up after a delay, as the real host does, serves
-# the Event Grid webhook by running the app's functions through the worker's converter, and
-# starts a child process of its own, as the real host starts its language worker.
-FAKE_FUNC = """#!{python}
-import json, os, subprocess, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
-
-assert sys.argv[1] == "start", sys.argv
-port = int(sys.argv[sys.argv.index("--port") + 1])
-sys.path.insert(0, os.getcwd())
-worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-time.sleep(1.0)
-
-import function_app
-from azure.functions.eventgrid import EventGridEventInConverter
-from azure.functions.meta import Datum
-
-functions = {{fn.get_function_name(): fn for fn in function_app.app.get_functions()}}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        parts = urlsplit(self.path)
-        name = parse_qs(parts.query).get("functionName", [""])[0]
-        status = 202
-        if parts.path == "/runtime/webhooks/EventGrid" and name in functions:
-            try:
-                for event in json.loads(body):
-                    decoded = EventGridEventInConverter.decode(
-                        Datum(json.dumps(event), "json"), trigger_metadata={{}}
-                    )
-                    functions[name].get_user_function()(decoded)
-            except Exception:
-                status = 500
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-print("fake func host listening on", port, "worker", worker.pid, flush=True)
-ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+# Core Tools cannot be installed here, so tests of the local loop's func mode put this
+# `func` first on PATH: the functions host stand-in, started the way the loop starts `func
+# start` (from the project root, which `-m` puts on sys.path).
+FAKE_FUNC = """#!/bin/sh
+exec {python} -m tools.standins.functions_host "$@"
 """
 
 
 def install_fake_func(bin_dir: Path, python: str) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
     path = bin_dir / "func"
-    path.write_text(FAKE_FUNC.format(python=python))
+    path.write_text(FAKE_FUNC.format(python=shlex.quote(python)))
     path.chmod(0o755)
     return path

@@ -8,7 +8,7 @@ pass-through in front of it sees each blob-creating write and delivers BlobCreat
                      ▼
                queue.py: SQLite under the state dir, survives restarts
                      ▼
-               delivery.py: webhook to ``func start`` or in-process; retries, dead-letters
+               delivery.py: retries, dead-letters -> targets.py: ``func start`` or in-process
 """
 
 from __future__ import annotations
@@ -21,20 +21,11 @@ from types import TracebackType
 from azure.storage.blob import BlobServiceClient
 
 from tools import azurite
-from tools.eventsource.delivery import (
-    DeadLetters,
-    Dispatcher,
-    InProcessTarget,
-    Listener,
-    Report,
-    Result,
-    RetryTiming,
-    Target,
-    WebhookTarget,
-)
+from tools.eventsource.delivery import DeadLetters, Dispatcher, Listener, Report, RetryTiming
 from tools.eventsource.proxy import BlobWrite, PassThrough, PortInUseError, check_port_free
 from tools.eventsource.publisher import Publisher
 from tools.eventsource.queue import Delivery, DeliveryQueue
+from tools.eventsource.targets import InProcessTarget, Result, Target, WebhookTarget
 from tools.routes import Routes, load_routes
 
 __all__ = [
