@@ -1,276 +1,32 @@
 """Start one Azure ML batch endpoint job per new blob version.
 
-A ledger blob per blob version (``<container>/<sha256 of name>/<etag>.json`` in
-DISPATCH_LEDGER_CONTAINER) is created with a create-only request right before the job is
-posted: that claim is what makes repeated and concurrent deliveries start one job. The claim
-becomes ``dispatched`` (with the job name) or ``rejected`` (a 4xx), or is released when the
-endpoint failed in a way a retry can fix. When the outcome cannot be known, the version is
-recorded as ``unknown`` and never posted again on its own, because posting twice would start
-a second job: the endpoint took the request but no answer came back, or a claim outlived the
-function timeout (its delivery died somewhere between claiming and recording).
+The ledger (handlers/batch_ledger.py) makes repeated and concurrent deliveries start one job;
+the client (handlers/batch_client.py) speaks to the endpoint. This module puts them in order:
+token, claim, post, record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import posixpath
-import threading
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from collections.abc import Callable
 
-import requests
-from azure.core import MatchConditions
-from azure.core.credentials import TokenCredential
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
-from requests.adapters import HTTPAdapter
-from urllib3 import BaseHTTPResponse
-from urllib3.exceptions import InvalidHeader, MaxRetryError
-from urllib3.util.retry import Retry
+from azure.storage.blob import BlobServiceClient
 
+from handlers.batch_client import BatchJobClient, job_request
+from handlers.batch_ledger import ClaimWait, claim
 from handlers.errors import (
     ConfigurationError,
-    DispatchInProgressError,
     DispatchRejectedError,
-    DispatchUnavailableError,
     OutcomeUnknownError,
-    StorageUnavailableError,
     TransientError,
 )
 from handlers.events import BlobCreated
 from handlers.outcomes import Outcome
-from handlers.settings import BatchSettings, Settings
-from handlers.storage import storage_errors, with_container
+from handlers.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-DISPATCHING, DISPATCHED, REJECTED, UNKNOWN = "dispatching", "dispatched", "rejected", "unknown"
-# A claim older than this outlived host.json's functionTimeout (5 minutes): its delivery died
-# between claiming and recording, and may or may not have posted.
-CLAIM_TIMEOUT = timedelta(minutes=6)
-# After a job was posted, recording it is retried this many times before giving up.
-_RECORD_ATTEMPTS = 3
-_MAX_BODY_LOGGED = 2000
-
-
-@dataclass(frozen=True)
-class ClaimWait:
-    """How long a duplicate delivery waits for the delivery that holds the claim."""
-
-    seconds: float = 10.0
-    poll_seconds: float = 0.2
-
-
-# Answers a later attempt can change: timeouts, throttling, server errors.
-RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
-# One per invocation the host may run at once, so that none waits for a connection.
-_CONNECTIONS = 32
-
-
-class DispatchRetry(Retry):
-    """urllib3's Retry, set up for the batch endpoint; Event Grid retries after the last try.
-
-    Connection failures and 408/429/5xx answers are retried, POST included. Read errors are
-    not (``read=False`` re-raises them): the endpoint may have taken the request, and a
-    second POST would start a second job. After the last attempt the last answer comes back
-    (``raise_on_status=False``) for the client to judge. The waits are 1x, then 2x
-    ``backoff_factor``, or what Retry-After asks for; a Retry-After over
-    ``max_retry_after`` raises DispatchUnavailableError instead of holding the invocation.
-    ``sleep`` lets tests shorten and record the waits.
-    """
-
-    # Only status_forcelist decides: urllib3 would also retry a 413 that carries
-    # Retry-After, and a 413 is a rejection here.
-    RETRY_AFTER_STATUS_CODES: frozenset[int] = frozenset()
-
-    def __init__(
-        self,
-        total: bool | int | None = 2,
-        *,
-        read: bool | int | None = False,
-        other: int | None = 0,
-        allowed_methods: Collection[str] | None = frozenset({"GET", "POST"}),
-        status_forcelist: Collection[int] | None = RETRY_STATUSES,
-        backoff_factor: float = 1.0,
-        raise_on_status: bool = False,
-        max_retry_after: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            total,
-            read=read,
-            other=other,
-            allowed_methods=allowed_methods,
-            status_forcelist=status_forcelist,
-            backoff_factor=backoff_factor,
-            raise_on_status=raise_on_status,
-            **kwargs,
-        )
-        self.max_retry_after = max_retry_after
-        self.sleeper = sleep
-
-    @property
-    def attempts(self) -> int:
-        """Requests this policy allows in all: the first and its retries."""
-        return self.total + 1 if isinstance(self.total, int) else 1
-
-    def new(self, **kw: Any) -> Self:
-        # urllib3 makes a new Retry after every attempt; ours carries its own settings over.
-        return super().new(**{"max_retry_after": self.max_retry_after, "sleep": self.sleeper, **kw})
-
-    def get_backoff_time(self) -> float:
-        # urllib3 waits nothing after the first failure; an endpoint that just failed
-        # deserves the pause.
-        failures = len(self.history)
-        if failures == 0:
-            return 0.0
-        return float(min(self.backoff_max, self.backoff_factor * 2 ** (failures - 1)))
-
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        try:
-            return super().get_retry_after(response)
-        except InvalidHeader:
-            return None  # unreadable: the backoff applies
-
-    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        wait = None
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
-        if wait is None:
-            wait = self.get_backoff_time()
-        elif response is not None and wait > self.max_retry_after:
-            raise DispatchUnavailableError(
-                f"the endpoint answered {response.status} with Retry-After {wait:g} s"
-            )
-        last = self.history[-1] if self.history else None
-        if last is not None and last.status is not None:
-            problem = f"the endpoint answered {last.status}"
-        else:
-            problem = f"could not connect ({type(last.error).__name__ if last else '?'})"
-        logger.info("batch endpoint: %s; retrying in %.1f s", problem, wait)
-        self.sleeper(float(wait))
-
-    def connect_failure(self, exc: requests.RequestException) -> Exception | None:
-        """The error that made urllib3 give up connecting, or None when it was another.
-
-        Connecting is the one step this policy retries, chosen by urllib3's own test for an
-        error raised before the request was sent; read errors come back as they are, so a
-        request that failed any other way may have reached the endpoint.
-        """
-        gave_up = exc.args[0] if exc.args else None
-        reason = gave_up.reason if isinstance(gave_up, MaxRetryError) else None
-        return reason if reason is not None and self._is_connection_error(reason) else None
-
-
-def job_request(settings: BatchSettings, blob_url: str) -> tuple[dict[str, str], dict[str, Any]]:
-    """Headers (without Authorization) and JSON body of the job for one blob."""
-    uri = blob_url
-    if settings.input_type == "UriFolder":
-        uri = posixpath.dirname(blob_url) + "/"
-    body = {
-        "properties": {
-            "InputData": {settings.input_name: {"JobInputType": settings.input_type, "Uri": uri}}
-        }
-    }
-    headers = {"Content-Type": "application/json"}
-    if settings.deployment:
-        headers["azureml-model-deployment"] = settings.deployment
-    return headers, body
-
-
-class BatchJobClient:
-    """Posts jobs to the batch endpoint with a cached bearer token and bounded retries.
-
-    Mounts its own adapter, carrying ``retry``, on ``session`` for the endpoint's URLs only,
-    so other uses of the session keep theirs.
-    """
-
-    def __init__(
-        self,
-        settings: BatchSettings,
-        session: requests.Session,
-        credential: TokenCredential,
-        retry: DispatchRetry | None = None,
-    ) -> None:
-        if settings.endpoint_uri is None:
-            raise ValueError("BatchJobClient needs BATCH_ENDPOINT_URI")
-        self.settings = settings
-        self.endpoint_uri = settings.endpoint_uri
-        self.session = session
-        self.credential = credential
-        self.retry = retry if retry is not None else DispatchRetry()
-        session.mount(
-            self.endpoint_uri,
-            HTTPAdapter(pool_connections=1, pool_maxsize=_CONNECTIONS, max_retries=self.retry),
-        )
-        # One token request even when many threads start at once: the first fills the cache.
-        self._token_lock = threading.Lock()
-
-    def submit(self, blob_url: str) -> str:
-        """Start a job for ``blob_url``; return its name.
-
-        Raises DispatchUnavailableError (retry later), DispatchRejectedError (4xx),
-        OutcomeUnknownError (sent, no answer), ConfigurationError (401/403).
-        """
-        headers, body = job_request(self.settings, blob_url)
-        headers["Authorization"] = f"Bearer {self.token()}"
-        timeout = self.settings.timeout_seconds
-        try:
-            response = self.session.post(
-                self.endpoint_uri, json=body, headers=headers, timeout=(min(10.0, timeout), timeout)
-            )
-        except requests.RequestException as exc:
-            reason = self.retry.connect_failure(exc)
-            if reason is not None:
-                raise DispatchUnavailableError(
-                    f"could not connect ({type(reason).__name__}) "
-                    f"after {self.retry.attempts} attempts"
-                ) from exc
-            raise OutcomeUnknownError(
-                f"the request was sent but no answer came back ({type(exc).__name__}); "
-                "the job may exist"
-            ) from exc
-        status = response.status_code
-        if 200 <= status < 300:
-            return _job_name(response)
-        text = response.text[:_MAX_BODY_LOGGED]
-        if status in (401, 403):
-            raise ConfigurationError(
-                "AZURE_CLIENT_ID",
-                f"the batch endpoint refused the identity ({status}: {text}); "
-                "it needs AzureML Data Scientist on the workspace",
-            )
-        if status in RETRY_STATUSES:
-            raise DispatchUnavailableError(
-                f"the endpoint answered {status} after {self.retry.attempts} attempts"
-            )
-        raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
-
-    def token(self) -> str:
-        """A bearer token for the endpoint, from the credential's cache when it has one."""
-        try:
-            with self._token_lock:
-                return self.credential.get_token(self.settings.token_scope).token
-        except AzureError as exc:
-            raise DispatchUnavailableError(
-                f"no token for {self.settings.token_scope}: {exc}"
-            ) from exc
-
-
-def ledger_name(event: BlobCreated) -> str:
-    digest = hashlib.sha256(event.blob_name.encode("utf-8")).hexdigest()
-    return f"{event.container}/{digest}/{event.version}.json"
 
 
 def dispatch_batch_job(
@@ -279,12 +35,13 @@ def dispatch_batch_job(
     settings: Settings,
     client: BatchJobClient | None,
     *,
-    wait: ClaimWait = ClaimWait(),
+    wait: ClaimWait | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Start exactly one job for the blob version ``event`` announces.
 
     ``client`` None is dry-run: log the request that would be sent and record nothing.
+    ``wait`` and ``sleep`` bound how long a duplicate waits for the claim's holder.
     """
     blob_url = service.get_blob_client(event.container, event.blob_name).url
     if client is None:
@@ -296,39 +53,23 @@ def dispatch_batch_job(
             f"headers={json.dumps(headers)} body={json.dumps(body)}",
         )
     client.token()  # fails before anything is claimed, and keeps claim-to-post short
-    container = service.get_container_client(settings.ledger_container)
-    ledger = container.get_blob_client(ledger_name(event))
-    where = f"{settings.ledger_container}/{ledger.blob_name}"
-    record = {
-        "status": DISPATCHING,
-        "eventId": event.event_id,
-        "container": event.container,
-        "blob": event.blob_name,
-        "url": blob_url,
-        "eTag": event.version,
-        "claimedAt": _now(),
-    }
-    claim = _claim(ledger, container, record, event, where, wait=wait, sleep=sleep)
-    if isinstance(claim, Outcome):
-        return claim
+    ledger = service.get_container_client(settings.ledger_container)
+    held = claim(ledger, event, blob_url, wait=wait or ClaimWait(), sleep=sleep)
+    if isinstance(held, Outcome):
+        return held
     try:
         job_name = client.submit(blob_url)
     except DispatchRejectedError as exc:
-        _finish(
-            ledger,
-            claim,
-            record | {"status": REJECTED, "statusCode": exc.status_code, "response": exc.body},
-        )
+        held.rejected(exc.status_code, exc.body)
         raise
     except OutcomeUnknownError as exc:
-        _finish(ledger, claim, record | {"status": UNKNOWN, "reason": exc.reason})
-        exc.ledger_blob = where
+        held.unknown(exc.reason)
+        exc.ledger_blob = held.where
         raise
     except (TransientError, ConfigurationError):
-        _release(ledger, claim)
+        held.release()
         raise
-    done = record | {"status": DISPATCHED, "jobName": job_name, "dispatchedAt": _now()}
-    problem = _record_posted(ledger, claim, done, sleep)
+    problem = held.dispatched(job_name, sleep)
     if problem is not None:
         # The job exists: raising would only make Event Grid retry into the claim, which
         # turns "unknown" once stale; say here which job it is.
@@ -337,165 +78,8 @@ def dispatch_batch_job(
             "it will read as unknown once the claim is stale",
             event.event_id,
             job_name,
-            where,
+            held.where,
             problem,
         )
         return Outcome("dispatched", f"job {job_name} for {blob_url}; ledger not updated")
     return Outcome("dispatched", f"job {job_name} for {blob_url}")
-
-
-def read_ledger(ledger: BlobClient) -> tuple[dict[str, Any], str] | None:
-    """The ledger record and its eTag, or None when there is none."""
-    try:
-        with storage_errors("reading the dispatch ledger"):
-            downloader = ledger.download_blob()
-            data = downloader.readall()
-    except ResourceNotFoundError:
-        return None
-    try:
-        record = json.loads(data)
-    except ValueError:
-        record = {}
-    if not isinstance(record, dict):
-        record = {}
-    return record, str(downloader.properties.etag)
-
-
-def _claim(
-    ledger: BlobClient,
-    container: ContainerClient,
-    record: dict[str, Any],
-    event: BlobCreated,
-    where: str,
-    *,
-    wait: ClaimWait,
-    sleep: Callable[[float], None],
-) -> str | Outcome:
-    """Create the ledger blob (our claim) and return its eTag, or the outcome of a duplicate.
-
-    Raises DispatchInProgressError while another delivery holds a fresh claim, and
-    OutcomeUnknownError for a stale one (after recording it as unknown).
-    """
-    deadline = time.monotonic() + wait.seconds
-    while True:
-        try:
-            with storage_errors("claiming the dispatch"):
-                result = with_container(container, lambda: _create(ledger, record))
-            return str(result["etag"])
-        except ResourceExistsError:
-            pass
-        existing = read_ledger(ledger)
-        if existing is None:
-            continue  # released between our create and read: try again
-        found, etag = existing
-        status = found.get("status")
-        if status == DISPATCHED:
-            return Outcome(
-                "duplicate", f"job {found.get('jobName')} was already started for this version"
-            )
-        if status in (REJECTED, UNKNOWN):
-            return Outcome(
-                "duplicate", f"this version was already {status}: see ledger {ledger.blob_name}"
-            )
-        if _expired(found):
-            reason = (
-                f"a delivery claimed this version at {found.get('claimedAt')} and never "
-                "recorded the outcome; the job may exist"
-            )
-            try:
-                with storage_errors("recording a stale claim as unknown"):
-                    _overwrite(ledger, found | {"status": UNKNOWN, "reason": reason}, etag)
-            except ResourceModifiedError:
-                continue
-            raise OutcomeUnknownError(reason, ledger_blob=where)
-        if time.monotonic() >= deadline:
-            raise DispatchInProgressError(
-                f"another delivery has been dispatching this version since {found.get('claimedAt')}"
-            )
-        sleep(wait.poll_seconds)
-
-
-def _create(ledger: BlobClient, record: dict[str, Any]) -> dict[str, Any]:
-    return ledger.upload_blob(
-        json.dumps(record),
-        overwrite=False,
-        content_settings=ContentSettings(content_type="application/json"),
-    )
-
-
-def _overwrite(ledger: BlobClient, record: dict[str, Any], etag: str) -> dict[str, Any]:
-    return ledger.upload_blob(
-        json.dumps(record),
-        overwrite=True,
-        etag=etag,
-        match_condition=MatchConditions.IfNotModified,
-        content_settings=ContentSettings(content_type="application/json"),
-    )
-
-
-def _finish(ledger: BlobClient, claim: str, record: dict[str, Any]) -> None:
-    """Replace our claim with the final record; only the holder of the claim can."""
-    with storage_errors("recording the dispatch"):
-        _overwrite(ledger, record, claim)
-
-
-def _record_posted(
-    ledger: BlobClient, claim: str, record: dict[str, Any], sleep: Callable[[float], None]
-) -> str | None:
-    """Record a posted job, retrying storage briefly; return the problem if it never worked."""
-    problem = "no attempt made"
-    for attempt in range(1, _RECORD_ATTEMPTS + 1):
-        try:
-            _finish(ledger, claim, record)
-        except StorageUnavailableError as exc:
-            problem = str(exc)
-        except ResourceModifiedError:
-            return "the claim was changed by another delivery"
-        else:
-            return None
-        if attempt < _RECORD_ATTEMPTS:
-            sleep(float(attempt))
-    return problem
-
-
-def _release(ledger: BlobClient, claim: str) -> None:
-    """Give the claim back so that Event Grid's retry can dispatch."""
-    try:
-        ledger.delete_blob(etag=claim, match_condition=MatchConditions.IfNotModified)
-    except AzureError as exc:
-        logger.warning(
-            "could not release claim %s (%s); it expires after %s",
-            ledger.blob_name,
-            exc,
-            CLAIM_TIMEOUT,
-        )
-
-
-def _expired(record: dict[str, Any]) -> bool:
-    try:
-        claimed = datetime.fromisoformat(str(record.get("claimedAt")))
-    except ValueError:
-        return True
-    return datetime.now(UTC) - claimed > CLAIM_TIMEOUT
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _job_name(response: requests.Response) -> str:
-    try:
-        job = response.json()
-    except ValueError:
-        job = None
-    if isinstance(job, dict):
-        name = job.get("name")
-        if isinstance(name, str) and name:
-            return name
-        job_id = job.get("id")
-        if isinstance(job_id, str) and job_id.strip("/"):
-            return job_id.rstrip("/").rsplit("/", 1)[-1]
-    logger.warning(
-        "batch endpoint answered %s without a job id: %s", response.status_code, response.text[:200]
-    )
-    return "(no job id in the response)"

@@ -18,7 +18,7 @@ from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
 from requests.adapters import HTTPAdapter
 
-from handlers.batch_jobs import BatchJobClient
+from handlers.batch_client import BatchJobClient
 from handlers.events import AccountEndpoint
 from handlers.settings import Settings
 
@@ -87,7 +87,7 @@ class AppContext:
     @property
     def batch_client(self) -> BatchJobClient | None:
         """The batch endpoint client, or None in dry-run (BATCH_ENDPOINT_URI unset)."""
-        if self.settings.batch.endpoint_uri is None:
+        if self.settings.batch.dry_run:
             return None
         with self._lock:
             if self._batch_client is None:

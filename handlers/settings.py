@@ -85,6 +85,11 @@ class BatchSettings:
     token_scope: str
     timeout_seconds: float
 
+    @property
+    def dry_run(self) -> bool:
+        """No endpoint: the dispatch only logs the request it would send."""
+        return self.endpoint_uri is None
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from handlers.batch_jobs import CLAIM_TIMEOUT, BatchJobClient, DispatchRetry, ledger_name
+from handlers.batch_client import BatchJobClient, DispatchRetry
+from handlers.batch_ledger import CLAIM_TIMEOUT, ledger_name
 from handlers.context import AppContext, reset_context
 from handlers.errors import (
     ConfigurationError,

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
-from handlers import batch_jobs, context
-from handlers.batch_jobs import BatchJobClient, DispatchRetry
+from handlers import batch_ledger, context
+from handlers.batch_client import BatchJobClient, DispatchRetry
 from handlers.context import AppContext, reset_context
 from handlers.pipeline import handle
 from handlers.thumbnails import SOURCE_ETAG
@@ -262,7 +262,7 @@ def test_storage_lost_after_the_job_was_posted_still_starts_one_job(
         proxy.up()
         # Event Grid keeps retrying for up to 24 h; stand for the time it takes the claim
         # to turn stale (CLAIM_TIMEOUT) without waiting for it.
-        monkeypatch.setattr(batch_jobs, "CLAIM_TIMEOUT", timedelta(0))
+        monkeypatch.setattr(batch_ledger, "CLAIM_TIMEOUT", timedelta(0))
         redeliver_until_done(
             [("dispatch_batch_job", event)], invoke, 1, RedeliveryReport(), max_rounds=3
         )

@@ -107,7 +107,7 @@ def test_claim_timeout_outlives_the_function_timeout() -> None:
     """A batch claim is stale only once the delivery holding it must have been stopped."""
     from datetime import timedelta
 
-    from handlers.batch_jobs import CLAIM_TIMEOUT
+    from handlers.batch_ledger import CLAIM_TIMEOUT
 
     hours, minutes, seconds = json.loads((ROOT / "host.json").read_text())["functionTimeout"].split(
         ":"

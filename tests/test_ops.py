@@ -28,7 +28,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from PIL import Image
 
 from handlers import pipeline
-from handlers.batch_jobs import ledger_name
+from handlers.batch_ledger import ledger_name
 from handlers.context import AppContext, reset_context
 from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobProperties
 
-from handlers import batch_jobs, thumbnails
+from handlers import batch_ledger, thumbnails
 from handlers.context import AppContext
 from handlers.errors import ConfigurationError, InvalidEventError
 from handlers.events import BlobCreated, Ignored, parse_event
@@ -521,9 +521,9 @@ def _batch_verdict(ctx: AppContext, event: BlobCreated) -> str:
     settings = ctx.settings
     if settings.batch.endpoint_uri is None:
         return "would process (BATCH_ENDPOINT_URI unset: the handler only logs the request)"
-    name = batch_jobs.ledger_name(event)
+    name = batch_ledger.ledger_name(event)
     ledger = ctx.blob_service.get_blob_client(settings.ledger_container, name)
-    found = batch_jobs.read_ledger(ledger)
+    found = batch_ledger.read_ledger(ledger)
     if found is None:
         return "would process"
     record, _ = found

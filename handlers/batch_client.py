@@ -1,0 +1,247 @@
+"""The Azure ML batch endpoint's REST API: a bearer token, POST a job, bounded retries.
+
+Retries are urllib3's, mounted on the shared session for the endpoint's URLs only; a request
+that may have reached the endpoint is never sent twice, because that could start two jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any, Self
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
+from requests.adapters import HTTPAdapter
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.util.retry import Retry
+
+from handlers.errors import (
+    ConfigurationError,
+    DispatchRejectedError,
+    DispatchUnavailableError,
+    OutcomeUnknownError,
+)
+from handlers.settings import BatchSettings
+
+logger = logging.getLogger(__name__)
+
+_MAX_BODY_LOGGED = 2000
+# Answers a later attempt can change: timeouts, throttling, server errors.
+RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
+# One per invocation the host may run at once, so that none waits for a connection.
+_CONNECTIONS = 32
+
+
+class DispatchRetry(Retry):
+    """urllib3's Retry, set up for the batch endpoint; Event Grid retries after the last try.
+
+    Connection failures and 408/429/5xx answers are retried, POST included. Read errors are
+    not (``read=False`` re-raises them): the endpoint may have taken the request, and a
+    second POST would start a second job. After the last attempt the last answer comes back
+    (``raise_on_status=False``) for the client to judge. The waits are 1x, then 2x
+    ``backoff_factor``, or what Retry-After asks for; a Retry-After over
+    ``max_retry_after`` raises DispatchUnavailableError instead of holding the invocation.
+    ``sleep`` lets tests shorten and record the waits.
+    """
+
+    # Only status_forcelist decides: urllib3 would also retry a 413 that carries
+    # Retry-After, and a 413 is a rejection here.
+    RETRY_AFTER_STATUS_CODES: frozenset[int] = frozenset()
+
+    def __init__(
+        self,
+        total: bool | int | None = 2,
+        *,
+        read: bool | int | None = False,
+        other: int | None = 0,
+        allowed_methods: Collection[str] | None = frozenset({"GET", "POST"}),
+        status_forcelist: Collection[int] | None = RETRY_STATUSES,
+        backoff_factor: float = 1.0,
+        raise_on_status: bool = False,
+        max_retry_after: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            total,
+            read=read,
+            other=other,
+            allowed_methods=allowed_methods,
+            status_forcelist=status_forcelist,
+            backoff_factor=backoff_factor,
+            raise_on_status=raise_on_status,
+            **kwargs,
+        )
+        self.max_retry_after = max_retry_after
+        self.sleeper = sleep
+
+    @property
+    def attempts(self) -> int:
+        """Requests this policy allows in all: the first and its retries."""
+        return self.total + 1 if isinstance(self.total, int) else 1
+
+    def new(self, **kw: Any) -> Self:
+        # urllib3 makes a new Retry after every attempt; ours carries its own settings over.
+        return super().new(**{"max_retry_after": self.max_retry_after, "sleep": self.sleeper, **kw})
+
+    def get_backoff_time(self) -> float:
+        # urllib3 waits nothing after the first failure; an endpoint that just failed
+        # deserves the pause.
+        failures = len(self.history)
+        if failures == 0:
+            return 0.0
+        return float(min(self.backoff_max, self.backoff_factor * 2 ** (failures - 1)))
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None  # unreadable: the backoff applies
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        wait = None
+        if response is not None and self.respect_retry_after_header:
+            wait = self.get_retry_after(response)
+        if wait is None:
+            wait = self.get_backoff_time()
+        elif response is not None and wait > self.max_retry_after:
+            raise DispatchUnavailableError(
+                f"the endpoint answered {response.status} with Retry-After {wait:g} s"
+            )
+        last = self.history[-1] if self.history else None
+        if last is not None and last.status is not None:
+            problem = f"the endpoint answered {last.status}"
+        else:
+            problem = f"could not connect ({type(last.error).__name__ if last else '?'})"
+        logger.info("batch endpoint: %s; retrying in %.1f s", problem, wait)
+        self.sleeper(float(wait))
+
+    def connect_failure(self, exc: requests.RequestException) -> Exception | None:
+        """The error that made urllib3 give up connecting, or None when it was another.
+
+        Connecting is the one step this policy retries, chosen by urllib3's own test for an
+        error raised before the request was sent; read errors come back as they are, so a
+        request that failed any other way may have reached the endpoint.
+        """
+        gave_up = exc.args[0] if exc.args else None
+        reason = gave_up.reason if isinstance(gave_up, MaxRetryError) else None
+        return reason if reason is not None and self._is_connection_error(reason) else None
+
+
+def job_request(settings: BatchSettings, blob_url: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers (without Authorization) and JSON body of the job for one blob."""
+    uri = blob_url
+    if settings.input_type == "UriFolder":
+        uri = posixpath.dirname(blob_url) + "/"
+    body = {
+        "properties": {
+            "InputData": {settings.input_name: {"JobInputType": settings.input_type, "Uri": uri}}
+        }
+    }
+    headers = {"Content-Type": "application/json"}
+    if settings.deployment:
+        headers["azureml-model-deployment"] = settings.deployment
+    return headers, body
+
+
+class BatchJobClient:
+    """Posts jobs to the batch endpoint with a cached bearer token and bounded retries.
+
+    Mounts its own adapter, carrying ``retry``, on ``session`` for the endpoint's URLs only,
+    so other uses of the session keep theirs.
+    """
+
+    def __init__(
+        self,
+        settings: BatchSettings,
+        session: requests.Session,
+        credential: TokenCredential,
+        retry: DispatchRetry | None = None,
+    ) -> None:
+        if settings.endpoint_uri is None:
+            raise ValueError("BatchJobClient needs BATCH_ENDPOINT_URI")
+        self.settings = settings
+        self.endpoint_uri = settings.endpoint_uri
+        self.session = session
+        self.credential = credential
+        self.retry = retry if retry is not None else DispatchRetry()
+        session.mount(
+            self.endpoint_uri,
+            HTTPAdapter(pool_connections=1, pool_maxsize=_CONNECTIONS, max_retries=self.retry),
+        )
+        # One token request even when many threads start at once: the first fills the cache.
+        self._token_lock = threading.Lock()
+
+    def submit(self, blob_url: str) -> str:
+        """Start a job for ``blob_url``; return its name.
+
+        Raises DispatchUnavailableError (retry later), DispatchRejectedError (4xx),
+        OutcomeUnknownError (sent, no answer), ConfigurationError (401/403).
+        """
+        headers, body = job_request(self.settings, blob_url)
+        headers["Authorization"] = f"Bearer {self.token()}"
+        timeout = self.settings.timeout_seconds
+        try:
+            response = self.session.post(
+                self.endpoint_uri, json=body, headers=headers, timeout=(min(10.0, timeout), timeout)
+            )
+        except requests.RequestException as exc:
+            reason = self.retry.connect_failure(exc)
+            if reason is not None:
+                raise DispatchUnavailableError(
+                    f"could not connect ({type(reason).__name__}) "
+                    f"after {self.retry.attempts} attempts"
+                ) from exc
+            raise OutcomeUnknownError(
+                f"the request was sent but no answer came back ({type(exc).__name__}); "
+                "the job may exist"
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return _job_name(response)
+        text = response.text[:_MAX_BODY_LOGGED]
+        if status in (401, 403):
+            raise ConfigurationError(
+                "AZURE_CLIENT_ID",
+                f"the batch endpoint refused the identity ({status}: {text}); "
+                "it needs AzureML Data Scientist on the workspace",
+            )
+        if status in RETRY_STATUSES:
+            raise DispatchUnavailableError(
+                f"the endpoint answered {status} after {self.retry.attempts} attempts"
+            )
+        raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
+
+    def token(self) -> str:
+        """A bearer token for the endpoint, from the credential's cache when it has one."""
+        try:
+            with self._token_lock:
+                return self.credential.get_token(self.settings.token_scope).token
+        except AzureError as exc:
+            raise DispatchUnavailableError(
+                f"no token for {self.settings.token_scope}: {exc}"
+            ) from exc
+
+
+def _job_name(response: requests.Response) -> str:
+    try:
+        job = response.json()
+    except ValueError:
+        job = None
+    if isinstance(job, dict):
+        name = job.get("name")
+        if isinstance(name, str) and name:
+            return name
+        job_id = job.get("id")
+        if isinstance(job_id, str) and job_id.strip("/"):
+            return job_id.rstrip("/").rsplit("/", 1)[-1]
+    logger.warning(
+        "batch endpoint answered %s without a job id: %s", response.status_code, response.text[:200]
+    )
+    return "(no job id in the response)"
