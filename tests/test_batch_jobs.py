@@ -12,15 +12,18 @@ import logging
 import os
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from azure.storage.blob import BlobServiceClient
 
 from handlers.batch_client import BatchJobClient, DispatchRetry
-from handlers.batch_ledger import CLAIM_TIMEOUT, ledger_name
+from handlers.batch_jobs import dispatch_batch_job
+from handlers.batch_ledger import CLAIM_TIMEOUT, find_record, ledger_name, ledger_prefix
 from handlers.context import AppContext, reset_context
 from handlers.errors import (
     ConfigurationError,
@@ -28,7 +31,9 @@ from handlers.errors import (
     DispatchUnavailableError,
     OutcomeUnknownError,
 )
-from handlers.events import AccountEndpoint, parse_event
+from handlers.events import AccountEndpoint, BlobCreated, parse_event
+from handlers.outcomes import Outcome
+from handlers.pipeline import handle
 from tests.support.host import functions, invoke
 from tools import azurite
 from tools import events as build
@@ -61,13 +66,23 @@ def posts(jobs: JobsEndpoint) -> list[Any]:
     return [r for r in jobs.requests if r.method == "POST"]
 
 
-def ledger(service: BlobServiceClient, containers: dict[str, str], event: dict[str, Any]) -> Any:
+def blob_created(event: dict[str, Any]) -> BlobCreated:
     account = AccountEndpoint(azurite.ACCOUNT, event["data"]["url"].split("/batch-input")[0])
     parsed = parse_event(event, account)
-    client = service.get_blob_client(containers["ledger"], ledger_name(parsed))  # type: ignore[arg-type]
+    assert isinstance(parsed, BlobCreated)
+    return parsed
+
+
+def ledger(service: BlobServiceClient, containers: dict[str, str], event: dict[str, Any]) -> Any:
+    client = service.get_blob_client(containers["ledger"], ledger_name(blob_created(event)))
     if not client.exists():
         return None
     return json.loads(client.download_blob().readall())
+
+
+def deliver(event: dict[str, Any]) -> Outcome:
+    """What the trigger does with the event, returning the outcome it logs."""
+    return handle("dispatch_batch_job", event)
 
 
 def outcome_lines(caplog: pytest.LogCaptureFixture, status: str) -> list[str]:
@@ -155,31 +170,31 @@ def test_duplicate_and_concurrent_deliveries_start_one_job(
     batch_env: dict[str, str],
     jobs: JobsEndpoint,
     csv_event: Callable[[str], dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     event = csv_event("incoming/once.csv")
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
+    outcomes: list[Outcome] = []
 
-    def deliver() -> None:
+    def deliver_at_once() -> None:
         barrier.wait()
         try:
-            invoke("dispatch_batch_job", event)
+            outcomes.append(deliver(event))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    threads = [threading.Thread(target=deliver_at_once) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    invoke("dispatch_batch_job", {**event, "id": "redelivered"})
+    outcomes.append(deliver({**event, "id": "redelivered"}))
     assert not errors
     assert len(jobs.jobs) == 1
     assert len(posts(jobs)) == 1
-    assert len(outcome_lines(caplog, "dispatched")) == 1
-    assert len(outcome_lines(caplog, "duplicate")) == 8
+    assert Counter(outcome.status for outcome in outcomes) == {"dispatched": 1, "duplicate": 8}
+    (job_name,) = jobs.jobs
+    assert all(job_name in outcome.detail for outcome in outcomes)
 
 
 def test_a_new_version_gets_its_own_job(
@@ -249,18 +264,16 @@ def test_400_is_permanent_logged_and_recorded(
     containers: dict[str, str],
     blob_service: BlobServiceClient,
     csv_event: Callable[[str], dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     body = {"error": {"code": "UserError", "message": "input is not readable"}}
     jobs.script.append(Scripted(400, body))
     event = csv_event("incoming/bad.csv")
-    invoke("dispatch_batch_job", event)  # returns normally: not retried
-    (line,) = outcome_lines(caplog, "failed")
-    assert "400" in line and "input is not readable" in line
+    outcome = deliver(event)  # returns normally: not retried
+    assert outcome.status == "failed"
+    assert "400" in outcome.detail and "input is not readable" in outcome.detail
     record = ledger(blob_service, containers, event)
     assert (record["status"], record["statusCode"]) == ("rejected", 400)
-    invoke("dispatch_batch_job", event)
+    assert deliver(event).status == "duplicate"
     assert len(posts(jobs)) == 1
 
 
@@ -284,22 +297,40 @@ def test_no_answer_is_recorded_as_unknown_and_never_posted_twice(
     containers: dict[str, str],
     blob_service: BlobServiceClient,
     csv_event: Callable[[str], dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.INFO)
     monkeypatch.setenv("BATCH_TIMEOUT_SECONDS", "0.5")
     reset_context()
     jobs.script.append(Scripted(200, delay=1.5, then_normal=True))  # starts the job, answers late
     event = csv_event("incoming/slow.csv")
-    invoke("dispatch_batch_job", event)
-    invoke("dispatch_batch_job", event)
+    outcome = deliver(event)
+    assert outcome.status == "failed"
+    assert "may exist" in outcome.detail
+    name = ledger_name(blob_created(event))
+    assert f"delete ledger blob {containers['ledger']}/{name} to dispatch" in outcome.detail
+    assert deliver(event).status == "duplicate"
     assert len(jobs.jobs) == 1
     assert len(posts(jobs)) == 1
     record = ledger(blob_service, containers, event)
     assert record["status"] == "unknown"
-    (line,) = outcome_lines(caplog, "failed")
-    assert "may exist" in line and "delete ledger blob" in line
+    assert record["reason"].endswith("the job may exist")  # the reason, without the advice
+
+
+def test_an_unknown_outcome_is_raised_once_not_wrapped_in_itself(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    csv_event: Callable[[str], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATCH_TIMEOUT_SECONDS", "0.5")
+    ctx = AppContext.from_env(os.environ)
+    jobs.script.append(Scripted(200, delay=1.5, then_normal=True))
+    event = blob_created(csv_event("incoming/raised.csv"))
+    with pytest.raises(OutcomeUnknownError) as raised:
+        dispatch_batch_job(event, ctx.blob_service, ctx.settings, ctx.batch_client)
+    assert raised.value.ledger_blob == f"{containers['ledger']}/{ledger_name(event)}"
+    assert isinstance(raised.value.__cause__, requests.ReadTimeout)
 
 
 def test_unreachable_endpoint_is_transient(
@@ -334,15 +365,13 @@ def test_dry_run_logs_the_request_and_records_nothing(
     containers: dict[str, str],
     blob_service: BlobServiceClient,
     csv_event: Callable[[str], dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     event = csv_event("incoming/dry.csv")
-    invoke("dispatch_batch_job", event)
-    (line,) = outcome_lines(caplog, "dry-run")
-    body = json.loads(line.split("body=", 1)[1])
+    outcome = deliver(event)
+    assert outcome.status == "dry-run"
+    body = json.loads(outcome.detail.split("body=", 1)[1])
     assert body["properties"]["InputData"]["input_data"]["Uri"] == event["data"]["url"]
-    assert "Bearer <token for https://ml.azure.com/.default>" in line
+    assert "Bearer <token for https://ml.azure.com/.default>" in outcome.detail
     assert not blob_service.get_container_client(containers["ledger"]).exists()
 
 
@@ -367,26 +396,23 @@ def test_a_stale_claim_is_recorded_as_unknown_and_never_posted(
     containers: dict[str, str],
     blob_service: BlobServiceClient,
     csv_event: Callable[[str], dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A delivery that died between claiming and recording may have posted: never post again."""
-    caplog.set_level(logging.INFO)
     event = csv_event("incoming/orphan.csv")
-    account = AccountEndpoint(azurite.ACCOUNT, event["data"]["url"].split("/batch-input")[0])
-    name = ledger_name(parse_event(event, account))  # type: ignore[arg-type]
+    name = ledger_name(blob_created(event))
     claimed_at = (datetime.now(UTC) - CLAIM_TIMEOUT - timedelta(seconds=5)).isoformat()
     blob_service.create_container(containers["ledger"])
     blob_service.get_blob_client(containers["ledger"], name).upload_blob(
         json.dumps({"status": "dispatching", "claimedAt": claimed_at, "eventId": "dead"})
     )
-    invoke("dispatch_batch_job", event)
-    invoke("dispatch_batch_job", event)
+    first, second = deliver(event), deliver(event)
     assert posts(jobs) == []
     record = ledger(blob_service, containers, event)
     assert record["status"] == "unknown"
-    (line,) = outcome_lines(caplog, "failed")
-    assert "never recorded the outcome" in line and "delete ledger blob" in line
-    assert len(outcome_lines(caplog, "duplicate")) == 1
+    assert first.status == "failed"
+    assert "never recorded the outcome" in first.detail
+    assert f"delete ledger blob {containers['ledger']}/{name}" in first.detail
+    assert second.status == "duplicate"
 
 
 def test_many_first_calls_at_once_share_one_token(
@@ -478,3 +504,38 @@ def test_a_connection_dropped_after_the_request_is_never_posted_again(
     finally:
         listener.close()
     assert len(received) == 1 and received[0].startswith(b"POST /jobs")
+
+
+def test_ledger_lookups_for_tools(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> None:
+    """Tools find a blob's records by prefix and ask whether a version was dispatched."""
+    ctx = AppContext.from_env(os.environ)
+    first, second = csv_event("incoming/twice.csv"), csv_event("incoming/twice.csv")
+    jobs.script.append(Scripted(404, {"error": {"code": "DeploymentNotFound"}}))
+    assert deliver(first).status == "failed"
+    assert deliver(second).status == "dispatched"
+    untouched = blob_created(csv_event("incoming/other.csv"))
+
+    prefix = ledger_prefix(containers["incoming"], "incoming/twice.csv")
+    listed = {
+        b.name for b in blob_service.get_container_client(containers["ledger"]).list_blobs(prefix)
+    }
+    versions = {ledger_name(blob_created(e)) for e in (first, second)}
+    assert listed == versions and len(versions) == 2
+    assert not ledger_prefix(containers["incoming"], "incoming/other.csv").startswith(prefix)
+
+    rejected = find_record(ctx.blob_service, ctx.settings, blob_created(first))
+    dispatched = find_record(ctx.blob_service, ctx.settings, blob_created(second))
+    assert rejected is not None and dispatched is not None
+    assert (rejected.status, rejected.job_name) == ("rejected", None)
+    assert (dispatched.status, dispatched.job_name) == ("dispatched", next(iter(jobs.jobs)))
+    assert (dispatched.container, dispatched.name) == (
+        containers["ledger"],
+        ledger_name(blob_created(second)),
+    )
+    assert find_record(ctx.blob_service, ctx.settings, untouched) is None

@@ -111,3 +111,12 @@ def test_pixel_limit_cannot_exceed_what_pillow_decodes() -> None:
     assert Settings.from_env({**LOCAL, "THUMBNAIL_MAX_PIXELS": "178956970"}).thumbnail_max_pixels
     with pytest.raises(ConfigurationError, match="THUMBNAIL_MAX_PIXELS"):
         Settings.from_env({**LOCAL, "THUMBNAIL_MAX_PIXELS": "178956971"})
+
+
+def test_tools_read_containers_and_dry_run_from_settings() -> None:
+    """Tools build Settings from the host's environment instead of repeating defaults."""
+    settings = Settings.from_env({**LOCAL, "DEADLETTER_CONTAINER": "dead"})
+    assert settings.output_containers == {"thumbnails", "batch-dispatch", "dead"}
+    assert settings.batch.dry_run
+    live = Settings.from_env({**LOCAL, "BATCH_ENDPOINT_URI": "https://ep.example/jobs"})
+    assert not live.batch.dry_run
