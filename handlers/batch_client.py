@@ -41,9 +41,10 @@ _CONNECTIONS = 32
 class DispatchRetry(Retry):
     """urllib3's Retry, set up for the batch endpoint; Event Grid retries after the last try.
 
-    Connection failures and 408/429/5xx answers are retried, POST included. Read errors are
-    not (``read=False`` re-raises them): the endpoint may have taken the request, and a
-    second POST would start a second job. After the last attempt the last answer comes back
+    Connection failures and 408/429/5xx answers are retried, POST and GET alike. Read errors
+    are not (``read=False`` re-raises them), nor errors of no known kind (``other=0``): the
+    endpoint may have taken the request, and a second POST would start a second job. After
+    the last attempt the last answer comes back
     (``raise_on_status=False``) for the client to judge. The waits are 1x, then 2x
     ``backoff_factor``, or what Retry-After asks for; a Retry-After over
     ``max_retry_after`` raises DispatchUnavailableError instead of holding the invocation.
@@ -105,6 +106,8 @@ class DispatchRetry(Retry):
             return None  # unreadable: the backoff applies
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        # Called between attempts, after urllib3 has drained the answer (its connection is
+        # back in the pool), so raising here ends the request with nothing left open.
         wait = None
         if response is not None and self.respect_retry_after_header:
             wait = self.get_retry_after(response)
