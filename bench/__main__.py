@@ -61,6 +61,19 @@ def main(argv: list[str] | None = None) -> int:
                 verdicts.append(f"- {r.label}: {what}: {'met' if ok else 'MISSED'}")
         print(tables[-1].markdown() + "\n", flush=True)
 
+        log("1b. HEIC, AVIF, Adobe RGB ...")
+        cases = thumbs.FORMATS
+        if args.quick:
+            cases = [thumbs.Case(c.label, c.make, 3, c.variants) for c in cases]
+        formats = thumbs.run(cases, log)
+        tables.append(thumbs.formats_table(formats))
+        for r in formats:
+            ok = r.wall["handler"] <= 1.10 * r.wall["pillow"]
+            verdicts.append(
+                f"- {r.label}: time <= 1.10x the bare pipeline: {'met' if ok else 'MISSED'}"
+            )
+        print(tables[-1].markdown() + "\n", flush=True)
+
     count = 100 if args.quick else 500
     if "e2e" in chosen:
         log(f"2. end to end, {count} uploads ...")

@@ -46,3 +46,25 @@ def jpeg(size: tuple[int, int], seed: int, quality: int = 90) -> bytes:
 
 def png(size: tuple[int, int], seed: int) -> bytes:
     return encode(photo(size, seed), "PNG")
+
+
+def heic(size: tuple[int, int], seed: int, thumbnail: int | None = None) -> bytes:
+    """A HEIC as a phone writes it; ``thumbnail`` embeds a scaled copy of that many pixels on
+    its longest side, as iPhones do (320)."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    options: dict[str, object] = {"quality": 80}
+    if thumbnail is not None:
+        options["thumbnails"] = [thumbnail]
+    return encode(photo(size, seed), "HEIF", **options)
+
+
+def avif(size: tuple[int, int], seed: int) -> bytes:
+    return encode(photo(size, seed), "AVIF", quality=70, speed=8)
+
+
+def adobe_rgb_jpeg(size: tuple[int, int], seed: int, quality: int = 90) -> bytes:
+    from tools import icc
+
+    return encode(photo(size, seed), "JPEG", quality=quality, icc_profile=icc.adobe_rgb())

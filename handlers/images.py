@@ -1,7 +1,10 @@
 """Make a thumbnail from image bytes: pure CPU work, no storage.
 
-Pillow's ``thumbnail()`` runs before any ``load()`` or ``convert()`` on JPEG so that its
-draft mode can decode at 1/2..1/8 scale; that is what keeps a 24-megapixel JPEG cheap.
+Pillow's ``thumbnail()`` runs before any ``load()`` or ``convert()`` so that the decoder can
+skip work: JPEG decodes at 1/2..1/8 scale (draft mode) and HEIF decodes its embedded
+thumbnail instead of the full image when that one is at least twice the target size. That
+is what keeps a 24-megapixel JPEG or a 12-megapixel iPhone photo cheap. Colour conversion
+(``handlers.colour``) and the orientation come after the resize, on a few thousand pixels.
 """
 
 from __future__ import annotations
@@ -13,18 +16,33 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
+import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from handlers.colour import to_srgb
 from handlers.errors import InvalidBlobError
+from handlers.settings import THUMBNAIL_FORMATS
 
 logger = logging.getLogger(__name__)
 
-# Pillow plugins we accept; anything else (SVG, HEIC, PSD, ...) is refused as unsupported.
-# JPEG also opens multi-picture (MPO) camera files.
-FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
-# A strip longer than this many times its width gives a thumbnail a pixel or two wide.
-MAX_ASPECT = 100
+# HEIC/HEIF through pillow-heif, registered once per process (at first import). Depth and
+# auxiliary images are never used here, so they are not even parsed.
+pillow_heif.register_heif_opener(thumbnails=True, depth_images=False, aux_images=False)
+
+# Pillow plugins we accept, tried in this order; anything else (SVG, PSD, ...) is refused as
+# unsupported. JPEG also opens multi-picture (MPO) camera files. AVIF comes before HEIF:
+# both claim files branded "mif1", and only Pillow's AVIF plugin decodes AV1 (pillow-heif
+# hands a HEVC file over cleanly, the other way round it fails late).
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF")
 JPEG_QUALITY = 85
+WEBP_QUALITY = 80  # libwebp's lossy scale: about what JPEG's 85 looks like, in fewer bytes
+# Where JPEG (which has no alpha) flattens transparent pixels.
+_BACKGROUND = (255, 255, 255)
+# Formats whose EXIF orientation tag is what turns the stored pixels upright. HEIF is not
+# among them: libheif applies the file's irot/imir while decoding and pillow-heif resets the
+# EXIF tag to 1, so reading it again would rotate twice. Pillow's AVIF plugin does not rotate:
+# it reports irot/imir as the EXIF orientation, which is applied here like JPEG's.
+_EXIF_ORIENTED = ("JPEG", "MPO", "TIFF", "WEBP", "PNG", "AVIF")
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -45,25 +63,53 @@ _SIGNATURES = (
     (b"MM\x00*", "TIFF"),
     (b"BM", "BMP"),
 )
-# Errors Pillow raises on corrupt or truncated data.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+# ISO base media files say what they hold in the major brand of their first box ("ftyp").
+_BRANDS = {
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+    b"heic": "HEIF",
+    b"heix": "HEIF",
+    b"heim": "HEIF",
+    b"heis": "HEIF",
+    b"hevc": "HEIF",
+    b"hevx": "HEIF",
+    b"mif1": "HEIF/AVIF",
+    b"msf1": "HEIF/AVIF",
+}
+# Errors Pillow and pillow-heif raise on corrupt or truncated data.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+)
 
 
 @dataclass(frozen=True)
 class Thumbnail:
     data: bytes
-    content_type: str  # image/jpeg or image/png
+    content_type: str  # image/jpeg, image/png or image/webp: what ``data`` is
     width: int
     height: int
     source_format: str
     source_size: tuple[int, int]
+    note: str | None = None  # something the caller should report once (an ignored profile)
 
 
-def make_thumbnail(data: bytes, size: int, max_pixels: int) -> Thumbnail:
+def make_thumbnail(data: bytes, size: int, max_pixels: int, output: str = "auto") -> Thumbnail:
     """Return a thumbnail whose longest side is at most ``size``; never upscales.
 
-    Raises InvalidBlobError for empty, unsupported, corrupt or oversized images.
+    ``output`` is THUMBNAIL_FORMAT: ``auto`` (JPEG, or PNG when anything is transparent),
+    ``webp`` (lossy, alpha kept), ``jpeg`` (transparency flattened on white) or ``png``.
+    The pixels are sRGB and carry no profile. Raises InvalidBlobError for empty,
+    unsupported, corrupt or oversized images.
     """
+    if output not in THUMBNAIL_FORMATS:
+        raise ValueError(f"output must be one of {THUMBNAIL_FORMATS}, not {output!r}")
     if not data:
         raise InvalidBlobError("the blob is empty (0 bytes)")
     image = _open(data, max_pixels)
@@ -72,21 +118,16 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int) -> Thumbnail:
         source_size = image.size
         try:
             orientation = _orientation(image)
-            icc_profile = (
-                image.info.get("icc_profile") if image.mode in ("RGB", "RGBA", "L") else None
-            )
+            icc_profile = image.info.get("icc_profile")
+            if image.format == "HEIF":
+                _use_embedded_thumbnail(image, size)
             working = _before_resize(image)
             working.thumbnail((size, size))
+            working, note = to_srgb(working, icc_profile)
             working = _after_resize(working)
             if orientation in _TRANSPOSE:
                 working = working.transpose(_TRANSPOSE[orientation])
-            output = io.BytesIO()
-            if working.mode in ("RGBA", "LA"):
-                content_type = "image/png"
-                working.save(output, "PNG", icc_profile=icc_profile)
-            else:
-                content_type = "image/jpeg"
-                working.save(output, "JPEG", quality=JPEG_QUALITY, icc_profile=icc_profile)
+            encoded, content_type = _encode(working, output)
         except Image.DecompressionBombError as exc:
             raise InvalidBlobError(f"refused as a decompression bomb: {exc}") from None
         except _DECODE_ERRORS as exc:
@@ -95,23 +136,25 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int) -> Thumbnail:
                 f"({source_size[0]}x{source_size[1]}): {exc}"
             ) from None
     return Thumbnail(
-        data=output.getvalue(),
+        data=encoded,
         content_type=content_type,
         width=working.width,
         height=working.height,
         source_format=source_format,
         source_size=source_size,
+        note=note,
     )
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (headers only: nothing is decoded yet) and check the size before any decoding."""
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's global warning threshold.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        claimed = next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+        claimed = _claimed_format(data)
         if claimed is not None:
             raise InvalidBlobError(
                 f"corrupt {claimed} image: its header cannot be read; starts with {data[:12]!r}"
@@ -132,18 +175,32 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
                 f"{width}x{height} is {width * height} pixels, over THUMBNAIL_MAX_PIXELS "
                 f"({max_pixels}); refused as a possible decompression bomb"
             )
-        if max(width, height) > MAX_ASPECT * min(width, height):
-            raise InvalidBlobError(
-                f"{width}x{height} is more than {MAX_ASPECT} times longer than it is wide"
-            )
     except InvalidBlobError:
         image.close()
         raise
     return image
 
 
+def _use_embedded_thumbnail(image: Image.Image, size: int) -> None:
+    """Let pillow-heif decode the smallest embedded thumbnail at least twice the target.
+
+    ``thumbnail()`` would ask for twice the square box (256x256 for 128), which the 320x240
+    thumbnail of a 4:3 photo never fills; asking for the target's own shape does.
+    """
+    width, height = image.size
+    scale = min(size / width, size / height, 1.0)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image.draft(None, (2 * target[0], 2 * target[1]))
+
+
+def _claimed_format(data: bytes) -> str | None:
+    if data[4:8] == b"ftyp":
+        return _BRANDS.get(data[8:12])
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
 def _orientation(image: Image.Image) -> int:
-    if image.format not in ("JPEG", "MPO", "TIFF", "WEBP", "PNG"):
+    if image.format not in _EXIF_ORIENTED:
         return 1
     value = image.getexif().get(ExifTags.Base.Orientation, 1)
     return value if isinstance(value, int) else 1
@@ -195,3 +252,28 @@ def _after_resize(image: Image.Image) -> Image.Image:
     if mode in ("RGB", "L"):
         return image
     return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def _encode(image: Image.Image, output: str) -> tuple[bytes, str]:
+    """Encode in the chosen format, with no ICC profile, EXIF or other metadata."""
+    image.info = {}  # PNG would otherwise copy the source's profile and transparency over
+    transparent = image.mode in ("RGBA", "LA")
+    buffer = io.BytesIO()
+    if output == "webp":
+        image.save(buffer, "WEBP", quality=WEBP_QUALITY)
+        return buffer.getvalue(), "image/webp"
+    if output == "png" or (output == "auto" and transparent):
+        image.save(buffer, "PNG")
+        return buffer.getvalue(), "image/png"
+    if transparent:
+        image = _flatten(image)
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue(), "image/jpeg"
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Composite an RGBA/LA image on white, for JPEG."""
+    base_mode = image.mode[:-1]  # RGB or L
+    background = Image.new(base_mode, image.size, _BACKGROUND if base_mode == "RGB" else 255)
+    background.paste(image.convert(base_mode), mask=image.getchannel("A"))
+    return background

@@ -25,6 +25,7 @@ SETTINGS: dict[str, str] = {
     "THUMBNAIL_SIZE": "Longest side of a thumbnail in pixels.",
     "THUMBNAIL_MAX_PIXELS": "Larger source images are refused (decompression-bomb guard).",
     "THUMBNAIL_MAX_BYTES": "Larger source blobs are refused without being downloaded.",
+    "THUMBNAIL_FORMAT": "auto (JPEG, or PNG when transparent), webp, jpeg or png.",
     "DISPATCH_LEDGER_CONTAINER": "Container of the batch dispatch ledger (one blob per version).",
     "DEADLETTER_CONTAINER": "Container Event Grid dead-letters into; never processed.",
     "BATCH_ENDPOINT_URI": "Scoring URI of the batch endpoint; unset means dry-run.",
@@ -48,6 +49,7 @@ DEFAULTS: dict[str, str] = {
     "THUMBNAIL_SIZE": "128",
     "THUMBNAIL_MAX_PIXELS": "150000000",
     "THUMBNAIL_MAX_BYTES": "268435456",
+    "THUMBNAIL_FORMAT": "auto",
     "DISPATCH_LEDGER_CONTAINER": "batch-dispatch",
     "DEADLETTER_CONTAINER": "deadletter",
     "BATCH_INPUT_NAME": "input_data",
@@ -57,6 +59,7 @@ DEFAULTS: dict[str, str] = {
 }
 
 BATCH_INPUT_TYPES = ("UriFile", "UriFolder")
+THUMBNAIL_FORMATS = ("auto", "webp", "jpeg", "png")
 # Pillow refuses any image over twice its MAX_IMAGE_PIXELS (89,478,485) whatever we allow.
 PILLOW_PIXEL_CEILING = 178_956_970
 _CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
@@ -98,6 +101,7 @@ class Settings:
     thumbnail_size: int
     thumbnail_max_pixels: int
     thumbnail_max_bytes: int
+    thumbnail_format: str  # one of THUMBNAIL_FORMATS
     ledger_container: str
     deadletter_container: str
     batch: BatchSettings
@@ -139,6 +143,7 @@ class Settings:
             thumbnail_max_bytes=_integer(
                 "THUMBNAIL_MAX_BYTES", get("THUMBNAIL_MAX_BYTES"), 1, 4 * 1024**3
             ),
+            thumbnail_format=_thumbnail_format(get("THUMBNAIL_FORMAT")),
             ledger_container=output_names["DISPATCH_LEDGER_CONTAINER"],
             deadletter_container=output_names["DEADLETTER_CONTAINER"],
             batch=_batch(values, get),
@@ -164,6 +169,15 @@ def _integer(name: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise ConfigurationError(name, f"{number} is outside {low}..{high}")
     return number
+
+
+def _thumbnail_format(value: str) -> str:
+    chosen = value.lower()
+    if chosen not in THUMBNAIL_FORMATS:
+        raise ConfigurationError(
+            "THUMBNAIL_FORMAT", f"{value!r} is not one of {', '.join(THUMBNAIL_FORMATS)}"
+        )
+    return chosen
 
 
 def _storage(values: Mapping[str, str]) -> StorageSettings:

@@ -1,10 +1,13 @@
 """Write a thumbnail of a new image into the thumbnail container, exactly once per version.
 
 The thumbnail of ``<container>/<blob>`` is ``<container>/<blob>`` in THUMBNAIL_CONTAINER: the
-source path mirrored, so names never collide across containers. Its metadata records the
-source version (``source_etag``); every write is conditional on what was read, so duplicate
-and concurrent deliveries of one event write once, and a stale event never overwrites the
-thumbnail of a newer version.
+source path mirrored, whatever the output format (the Content-Type says which). So names never
+collide, a page can compute a thumbnail's URL from its source's, and a new version whose
+format differs (opaque to transparent under ``auto``, or after THUMBNAIL_FORMAT changed)
+replaces the old thumbnail in place instead of leaving it behind under another name. Its
+metadata records the source version (``source_etag``); every write is conditional on what was
+read, so duplicate and concurrent deliveries of one event write once, and a stale event never
+overwrites the thumbnail of a newer version.
 """
 
 from __future__ import annotations
@@ -38,7 +41,22 @@ class _Existing:
 
 
 def thumbnail_name(container: str, blob_name: str) -> str:
+    """Where the thumbnail of ``<container>/<blob_name>`` lives in THUMBNAIL_CONTAINER."""
     return f"{container}/{blob_name}"
+
+
+def made_from(
+    service: BlobServiceClient, settings: Settings, container: str, blob_name: str
+) -> str | None:
+    """The source version (eTag, unquoted) the existing thumbnail was made from, or None when
+    there is no thumbnail (or one without that record). Reads only; for "already done?"
+    checks such as the backfill's: the version equal to the blob's current eTag means done.
+    """
+    target = service.get_blob_client(
+        settings.thumbnail_container, thumbnail_name(container, blob_name)
+    )
+    existing = _read_existing(target)
+    return existing.source_version if existing is not None else None
 
 
 def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: Settings) -> Outcome:
@@ -69,7 +87,12 @@ def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: S
             data = _download(source, event, settings.thumbnail_max_bytes)
             if data is None:
                 return _superseded(event)
-            thumbnail = make_thumbnail(data, settings.thumbnail_size, settings.thumbnail_max_pixels)
+            thumbnail = make_thumbnail(
+                data,
+                settings.thumbnail_size,
+                settings.thumbnail_max_pixels,
+                settings.thumbnail_format,
+            )
         elif not _is_current(source, event):
             return _superseded(event)
         metadata = {SOURCE_ETAG: event.version, SOURCE_URL: source.url}
@@ -82,11 +105,12 @@ def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: S
                 name,
             )
             continue
+        note = f"; {thumbnail.note}" if thumbnail.note else ""
         return Outcome(
             "written",
             f"thumbnail {settings.thumbnail_container}/{name} {thumbnail.width}x{thumbnail.height} "
             f"{thumbnail.content_type} from {thumbnail.source_format} "
-            f"{thumbnail.source_size[0]}x{thumbnail.source_size[1]}",
+            f"{thumbnail.source_size[0]}x{thumbnail.source_size[1]}{note}",
         )
     raise StorageUnavailableError(f"thumbnail {name} kept changing under {_ATTEMPTS} attempts")
 
@@ -115,12 +139,19 @@ def _download(source: BlobClient, event: BlobCreated, max_bytes: int) -> bytes |
     except ResourceNotFoundError:
         raise SourceGoneError("the source blob was deleted before it could be read") from None
     except ResourceModifiedError:
-        # 412 also answers a conditional read of a blob that no longer exists.
-        _is_current(source, event)
+        # 412 also answers a conditional read of a blob that no longer exists: tell the two
+        # apart (a deleted source raises SourceGoneError).
+        if _is_current(source, event):
+            # The version is still there, so the condition failed for another reason:
+            # let Event Grid try again rather than call the event superseded.
+            raise StorageUnavailableError(
+                f"the source refused a read of its current version {event.version} (412)"
+            ) from None
         return None
 
 
 def _is_current(source: BlobClient, event: BlobCreated) -> bool:
+    """Whether the source is still the event's version; raises SourceGoneError if deleted."""
     try:
         with storage_errors("reading the source's properties"):
             props = source.get_blob_properties()

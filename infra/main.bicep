@@ -64,6 +64,10 @@ param thumbnailMaxPixels int = 150000000
 @maxValue(4294967296)
 param thumbnailMaxBytes int = 268435456
 
+@description('Optional. Thumbnail format: auto (JPEG, or PNG when transparent), webp, jpeg or png.')
+@allowed(['auto', 'webp', 'jpeg', 'png'])
+param thumbnailFormat string = 'auto'
+
 @description('Optional. Replication of the data account.')
 @allowed([
   'Standard_LRS'
@@ -270,6 +274,7 @@ var appSettings = {
   THUMBNAIL_SIZE: string(thumbnailSize)
   THUMBNAIL_MAX_PIXELS: string(thumbnailMaxPixels)
   THUMBNAIL_MAX_BYTES: string(thumbnailMaxBytes)
+  THUMBNAIL_FORMAT: thumbnailFormat
   DISPATCH_LEDGER_CONTAINER: containers.dispatchLedger
   DEADLETTER_CONTAINER: containers.deadLetter
   BATCH_ENDPOINT_URI: batchEndpointUri

@@ -126,8 +126,15 @@ def gif_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def strip(width: int, height: int) -> bytes:
-    return gen.encode(Image.new("L", (width, height), 128), "PNG")
+def heic_claiming(width: int, height: int) -> bytes:
+    """A small HEIC whose image spatial extents ("ispe", one per item) claim ``width`` x
+    ``height``. 64x64 needs no clean-aperture crop ("clap"), which would say 64x48 again."""
+    data = bytearray(gen.encode(gen.halves((64, 64)), "HEIF"))
+    at = data.find(b"ispe")
+    while at >= 0:
+        data[at + 8 : at + 16] = struct.pack(">II", width, height)  # after version and flags
+        at = data.find(b"ispe", at + 4)
+    return bytes(data)
 
 
 HEIC = (
@@ -234,6 +241,11 @@ CASES = [
     ),
     Case("bmp-truncated", "corrupt or truncated BMP", truncated("BMP"), "a.bmp"),
     Case("bmp-corrupt-header", "corrupt image header", flipped("BMP", 12, 28), "a.bmp"),
+    # HEIC cut short keeps its header (the coded data is at the end): the decoder fails.
+    Case("heic-truncated", "corrupt or truncated HEIF", truncated("HEIF"), "IMG_0001.HEIC"),
+    # libavif checks every item's extent while parsing: a cut AVIF fails at the header.
+    Case("avif-truncated", "corrupt AVIF image", truncated("AVIF"), "a.avif"),
+    Case("heic-header-only", "corrupt HEIF image", lambda: HEIC, "phone.heic"),
     # Bombs and shapes that would cost memory or give a useless thumbnail.
     # Pillow's own guard (2 x Image.MAX_IMAGE_PIXELS, 178,956,970) answers first above it.
     Case("png-decompression-bomb", "refused as a decompression bomb", png_bomb, "bomb.png"),
@@ -253,15 +265,18 @@ CASES = [
         "156000000 pixels, over THUMBNAIL_MAX_PIXELS (150000000)",
         lambda: jpeg_claiming(13000, 12000),
     ),
-    Case("strip-1x50000", "more than 100 times longer", lambda: strip(1, 50000), "strip.png"),
-    Case("strip-50000x1", "more than 100 times longer", lambda: strip(50000, 1), "wide.png"),
+    Case(
+        "heic-claiming-30000x30000",
+        "refused as a decompression bomb",
+        lambda: heic_claiming(30000, 30000),
+        "bomb.heic",
+    ),
     # Not images at all, whatever the name says.
     Case("zero-bytes", "the blob is empty (0 bytes)", lambda: b""),
     Case("text-named-jpg", NOT_AN_IMAGE, lambda: b"just some text, honest\n" * 20),
     Case("html-named-jpg", NOT_AN_IMAGE, lambda: b"<!doctype html><html><body>hi</body></html>"),
     Case("svg", NOT_AN_IMAGE, lambda: SVG, "vector.svg"),
     Case("svg-named-png", NOT_AN_IMAGE, lambda: SVG, "vector.png"),
-    Case("heic", NOT_AN_IMAGE, lambda: HEIC, "phone.heic"),
     Case("pdf-named-png", NOT_AN_IMAGE, lambda: b"%PDF-1.7\n" + b"0" * 200, "doc.png"),
     Case("psd", NOT_AN_IMAGE, lambda: b"8BPS\x00\x01" + b"\x00" * 60, "layers.psd"),
     # Malformed and oversized events, for both functions.

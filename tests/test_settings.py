@@ -18,6 +18,7 @@ def test_defaults() -> None:
     settings = Settings.from_env(LOCAL)
     assert settings.thumbnail_container == "thumbnails"
     assert settings.thumbnail_size == 128
+    assert settings.thumbnail_format == "auto"
     assert settings.ledger_container == "batch-dispatch"
     assert settings.deadletter_container == "deadletter"
     assert settings.output_containers == {"thumbnails", "batch-dispatch", "deadletter"}
@@ -39,6 +40,8 @@ def test_empty_values_mean_unset() -> None:
         ("THUMBNAIL_SIZE", "big", "not a whole number"),
         ("THUMBNAIL_SIZE", "4", "outside 16..2048"),
         ("THUMBNAIL_MAX_PIXELS", "0", "outside"),
+        ("THUMBNAIL_FORMAT", "gif", "'gif' is not one of auto, webp, jpeg, png"),
+        ("THUMBNAIL_FORMAT", "avif", "not one of auto, webp, jpeg, png"),
         ("THUMBNAIL_CONTAINER", "Thumbs", "not a container name"),
         ("THUMBNAIL_CONTAINER", "ab", "not a container name"),
         ("DISPATCH_LEDGER_CONTAINER", "a--b", "not a container name"),
@@ -120,3 +123,9 @@ def test_tools_read_containers_and_dry_run_from_settings() -> None:
     assert settings.batch.dry_run
     live = Settings.from_env({**LOCAL, "BATCH_ENDPOINT_URI": "https://ep.example/jobs"})
     assert not live.batch.dry_run
+
+
+@pytest.mark.parametrize("value", ["auto", "webp", "jpeg", "png", "WebP", " JPEG "])
+def test_thumbnail_format_accepts_each_format_in_any_case(value: str) -> None:
+    chosen = Settings.from_env({**LOCAL, "THUMBNAIL_FORMAT": value}).thumbnail_format
+    assert chosen == value.strip().lower()

@@ -12,7 +12,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
-from handlers.thumbnails import SOURCE_ETAG, thumbnail_name
+from handlers.thumbnails import SOURCE_ETAG, made_from, thumbnail_name
 from tests.support import images as gen
 from tests.support.host import invoke
 from tools import events as build
@@ -72,6 +72,126 @@ def test_transparent_png_is_stored_as_png(
     data, props = read(blob_service, containers["thumbnails"], f"{containers['images']}/logo.png")
     assert props.content_settings.content_type == "image/png"
     assert gen.open_bytes(data).mode == "RGBA"
+
+
+def test_heic_upload_gets_a_jpeg_thumbnail_under_the_mirrored_name(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # portrait, as a phone held upright records it
+    heic = gen.encode(gen.halves((1600, 1200)), "HEIF", exif=exif.tobytes())
+    event = upload_event(containers["images"], "phone/IMG_0001.HEIC", heic)
+    invoke("create_thumbnail", event)
+    data, props = read(
+        blob_service, containers["thumbnails"], f"{containers['images']}/phone/IMG_0001.HEIC"
+    )
+    image = gen.open_bytes(data)
+    assert (image.format, image.size) == ("JPEG", (96, 128))
+    assert props.content_settings.content_type == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("setting", "fmt", "content_type"),
+    [("webp", "WEBP", "image/webp"), ("png", "PNG", "image/png"), ("jpeg", "JPEG", "image/jpeg")],
+)
+def test_thumbnail_format_setting_sets_bytes_and_content_type(
+    setting: str,
+    fmt: str,
+    content_type: str,
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handlers.context import reset_context
+
+    monkeypatch.setenv("THUMBNAIL_FORMAT", setting)
+    reset_context()
+    event = upload_event(
+        containers["images"], "poster.gif", gen.encode(gen.transparent_rgba((400, 200)), "GIF")
+    )
+    invoke("create_thumbnail", event)
+    names = [
+        b.name for b in blob_service.get_container_client(containers["thumbnails"]).list_blobs()
+    ]
+    assert names == [f"{containers['images']}/poster.gif"]  # the name never depends on format
+    data, props = read(blob_service, containers["thumbnails"], names[0])
+    assert gen.open_bytes(data).format == fmt
+    assert props.content_settings.content_type == content_type
+
+
+def test_new_version_in_another_format_replaces_the_thumbnail_in_place(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Under auto an opaque logo gives JPEG and its transparent redesign PNG: one thumbnail
+    blob either way, never a stale JPEG left beside the PNG."""
+    caplog.set_level(logging.INFO)
+    images, thumbs = containers["images"], containers["thumbnails"]
+    opaque = upload_event(images, "logo.png", gen.encode(gen.halves((400, 200)), "PNG"))
+    invoke("create_thumbnail", opaque)
+    _, first = read(blob_service, thumbs, f"{images}/logo.png")
+    assert first.content_settings.content_type == "image/jpeg"
+    clear = upload_event(images, "logo.png", gen.encode(gen.transparent_rgba((400, 200)), "PNG"))
+    invoke("create_thumbnail", clear)
+    invoke("create_thumbnail", clear)  # a duplicate still writes nothing
+    invoke("create_thumbnail", opaque)  # nor does the old version's late redelivery
+    names = [b.name for b in blob_service.get_container_client(thumbs).list_blobs()]
+    assert names == [f"{images}/logo.png"]
+    data, props = read(blob_service, thumbs, names[0])
+    assert (gen.open_bytes(data).format, props.content_settings.content_type) == (
+        "PNG",
+        "image/png",
+    )
+    assert props.metadata[SOURCE_ETAG] == clear["data"]["eTag"].strip('"')
+    assert len(outcomes(caplog, "written")) == 2
+    assert len(outcomes(caplog, "duplicate")) == 1
+    assert len(outcomes(caplog, "superseded")) == 1
+
+
+def test_corrupt_icc_profile_is_one_log_line_and_a_thumbnail(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    source = gen.encode(gen.halves((600, 400)), "JPEG", icc_profile=b"\x00" * 300)
+    event = upload_event(containers["images"], "odd.jpg", source)
+    invoke("create_thumbnail", event)
+    mentions = [r for r in caplog.records if "ICC profile" in r.getMessage()]
+    assert len(mentions) == 1
+    assert "outcome=written" in mentions[0].getMessage()
+    assert "ICC profile ignored (corrupt, 300 bytes" in mentions[0].getMessage()
+    data, _ = read(blob_service, containers["thumbnails"], f"{containers['images']}/odd.jpg")
+    assert "icc_profile" not in gen.open_bytes(data).info
+
+
+def test_made_from_tells_which_version_the_thumbnail_shows(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Upload,
+    blob_service: BlobServiceClient,
+) -> None:
+    from handlers.context import get_context
+
+    settings = get_context().settings
+    images = containers["images"]
+    blob_service.create_container(containers["thumbnails"])
+    assert made_from(blob_service, settings, images, "m.jpg") is None
+    event = upload_event(images, "m.jpg", gen.encode(gen.halves((300, 200)), "JPEG"))
+    invoke("create_thumbnail", event)
+    assert made_from(blob_service, settings, images, "m.jpg") == event["data"]["eTag"].strip('"')
+    newer = upload_event(images, "m.jpg", gen.encode(gen.halves((200, 300)), "JPEG"))
+    assert made_from(blob_service, settings, images, "m.jpg") != newer["data"]["eTag"].strip('"')
 
 
 def test_duplicate_delivery_writes_nothing(
