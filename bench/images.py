@@ -54,7 +54,8 @@ def heic(size: tuple[int, int], seed: int, thumbnail: int | None = None) -> byte
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-    options: dict[str, object] = {"quality": 80}
+    # x265's ultrafast preset encodes 12 MP in about 2 s instead of 20; decoding costs the same.
+    options: dict[str, object] = {"quality": 80, "enc_params": {"preset": "ultrafast"}}
     if thumbnail is not None:
         options["thumbnails"] = [thumbnail]
     return encode(photo(size, seed), "HEIF", **options)
