@@ -34,7 +34,7 @@ from handlers.errors import (
 from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome
 from handlers.pipeline import handle
-from tests.support.host import functions, invoke
+from tests.support.host import invoke
 from tools import azurite
 from tools import events as build
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Scripted
@@ -152,18 +152,6 @@ def test_folder_input_and_default_deployment(
         "JobInputType": "UriFolder",
         "Uri": event["data"]["url"].rsplit("/", 1)[0] + "/",
     }
-
-
-def test_one_token_for_many_events(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    identity: ManagedIdentityEndpoint,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
-    for number in range(6):
-        invoke("dispatch_batch_job", csv_event(f"incoming/file-{number}.csv"))
-    assert len(jobs.jobs) == 6
-    assert len(identity.token_requests) == 1
 
 
 def test_duplicate_and_concurrent_deliveries_start_one_job(
@@ -413,29 +401,6 @@ def test_a_stale_claim_is_recorded_as_unknown_and_never_posted(
     assert "never recorded the outcome" in first.detail
     assert f"delete ledger blob {containers['ledger']}/{name}" in first.detail
     assert second.status == "duplicate"
-
-
-def test_many_first_calls_at_once_share_one_token(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    identity: ManagedIdentityEndpoint,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
-    events = [csv_event(f"incoming/burst-{number}.csv") for number in range(8)]
-    functions()  # index once, as the host does before the first event
-    barrier = threading.Barrier(len(events))
-
-    def deliver(event: dict[str, Any]) -> None:
-        barrier.wait()
-        invoke("dispatch_batch_job", event)
-
-    threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(jobs.jobs) == 8
-    assert len(identity.token_requests) == 1
 
 
 def client_with(env: dict[str, str], waits: list[float]) -> BatchJobClient:

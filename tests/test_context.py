@@ -9,6 +9,9 @@ counts Azurite's.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -16,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 from handlers.context import reset_context
 from tests.support import images as gen
 from tests.support.faults import FaultProxy
-from tests.support.host import invoke
+from tests.support.host import functions, invoke
 from tools import azurite
 from tools import events as build
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
@@ -24,8 +27,20 @@ from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
 
 
+@pytest.fixture
+def identity_env(
+    app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
+) -> None:
+    """The app on Azurite, the local managed identity and the local jobs endpoint."""
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
+            del os.environ[name]
+    os.environ.update({**identity.environment(), "BATCH_ENDPOINT_URI": jobs.scoring_uri})
+    reset_context()
+
+
 def test_clients_are_made_once_per_process(
-    app_env: dict[str, str],
+    identity_env: None,
     containers: dict[str, str],
     azurite_service: azurite.Azurite,
     blob_service: BlobServiceClient,
@@ -34,13 +49,7 @@ def test_clients_are_made_once_per_process(
 ) -> None:
     storage = FaultProxy(azurite_service.port)
     try:
-        os.environ.update(
-            {
-                **identity.environment(),
-                "DATA_STORAGE": azurite.connection_string(storage.port),
-                "BATCH_ENDPOINT_URI": jobs.scoring_uri,
-            }
-        )
+        os.environ["DATA_STORAGE"] = azurite.connection_string(storage.port)
         reset_context()
         service_url = f"http://127.0.0.1:{storage.port}/{azurite.ACCOUNT}"
         image = gen.encode(gen.halves((64, 64)), "JPEG")
@@ -72,3 +81,31 @@ def test_clients_are_made_once_per_process(
         assert len(list(thumbnails.list_blobs())) == 5
     finally:
         storage.stop()
+
+
+def test_many_first_calls_at_once_share_one_token(
+    identity_env: None,
+    containers: dict[str, str],
+    upload_event: Callable[..., dict[str, Any]],
+    identity: ManagedIdentityEndpoint,
+    jobs: JobsEndpoint,
+) -> None:
+    """A cold start under a burst: every invocation asks for the clients at once."""
+    events = [
+        upload_event(containers["incoming"], f"incoming/burst-{number}.csv", b"a\n1\n")
+        for number in range(8)
+    ]
+    functions()  # index once, as the host does before the first event
+    barrier = threading.Barrier(len(events))
+
+    def deliver(event: dict[str, Any]) -> None:
+        barrier.wait()
+        invoke("dispatch_batch_job", event)
+
+    threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(jobs.jobs) == 8
+    assert len(identity.token_requests) == 1
