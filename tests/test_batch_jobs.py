@@ -34,6 +34,7 @@ from handlers.errors import (
 from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome
 from handlers.pipeline import handle
+from tests.support.faults import batch_environment
 from tests.support.host import invoke
 from tools import azurite
 from tools import events as build
@@ -48,18 +49,9 @@ Upload = Callable[..., dict[str, Any]]
 def batch_env(
     app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
 ) -> dict[str, str]:
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
-            del os.environ[name]
-    env = {
-        **identity.environment(),
-        "BATCH_ENDPOINT_URI": jobs.scoring_uri,
-        "BATCH_DEPLOYMENT": "blue",
-        "BATCH_INPUT_NAME": "heart_data",
-    }
-    os.environ.update(env)
-    reset_context()
-    return env
+    extra = {"BATCH_DEPLOYMENT": "blue", "BATCH_INPUT_NAME": "heart_data"}
+    os.environ.update(extra)
+    return batch_environment(identity, jobs) | extra
 
 
 def posts(jobs: JobsEndpoint) -> list[Any]:

@@ -18,7 +18,7 @@ from azure.storage.blob import BlobServiceClient
 
 from handlers.context import reset_context
 from tests.support import images as gen
-from tests.support.faults import FaultProxy
+from tests.support.faults import FaultProxy, batch_environment
 from tests.support.host import functions, invoke
 from tools import azurite
 from tools import events as build
@@ -32,11 +32,7 @@ def identity_env(
     app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
 ) -> None:
     """The app on Azurite, the local managed identity and the local jobs endpoint."""
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
-            del os.environ[name]
-    os.environ.update({**identity.environment(), "BATCH_ENDPOINT_URI": jobs.scoring_uri})
-    reset_context()
+    batch_environment(identity, jobs)
 
 
 def test_clients_are_made_once_per_process(
