@@ -27,6 +27,7 @@ from tests.support.local_loop import (
     install_fake_func,
     process_group_members,
 )
+from tests.support.polling import poll
 from tools import azurite
 from tools.local_loop import function_environment
 
@@ -228,6 +229,41 @@ def test_with_func_on_path_it_runs_func_start_and_stops_its_whole_group(
 
     assert loop.stop(signal.SIGINT) == 0
     assert_nothing_left(loop, children)
+
+
+@pytest.mark.azurite
+@pytest.mark.slow
+def test_a_sigkilled_loop_takes_azurite_and_the_host_down_with_it(
+    tmp_path: Path, loops: list[Loop]
+) -> None:
+    """SIGKILL cannot be caught, so the loop cannot stop its children itself: its watchdog
+    sees the pipe from the loop close and stops Azurite, `func start` and the host's worker."""
+    bin_dir = tmp_path / "bin"
+    install_fake_func(bin_dir, sys.executable)
+    loop = start_loop(
+        tmp_path / "state",
+        "--no-samples",
+        "--functions-port",
+        str(azurite.free_port()),
+        delivery="func",
+        path=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    )
+    loops.append(loop)
+    loop.wait_for("local loop ready", 90)
+    # The watchdog, Azurite, the host and the host's worker (the host starts it soon after).
+    children = poll(
+        lambda: found if len(found := child_pids(loop.process.pid)) >= 4 else None,
+        30,
+        "the loop's four children",
+    )
+
+    os.kill(loop.process.pid, signal.SIGKILL)
+    assert loop.process.wait(timeout=10) == -signal.SIGKILL
+    poll(
+        lambda: not {pid for pid in children if alive(pid)},
+        30,
+        f"the children of the killed loop to go: {children}",
+    )
 
 
 def test_a_taken_blob_port_is_a_clear_error(tmp_path: Path, loops: list[Loop]) -> None:

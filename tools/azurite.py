@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -93,9 +94,13 @@ class Azurite:
 
 
 def start(
-    port: int | None = None, location: Path | None = None, log: Path | None = None
+    port: int | None = None,
+    location: Path | None = None,
+    log: Path | None = None,
+    on_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> Azurite:
-    """Start Azurite's blob service; in memory unless ``location`` is given."""
+    """Start Azurite's blob service; in memory unless ``location`` is given. ``on_spawn``
+    sees the process as soon as it exists, before Azurite answers (to guard it)."""
     if not AZURITE_BLOB.exists():
         raise RuntimeError(f"{AZURITE_BLOB} is missing: run `npm ci` (the Makefile does)")
     node = shutil.which("node")
@@ -125,6 +130,8 @@ def start(
     process = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=errors, env=os.environ.copy()
     )
+    if on_spawn is not None:
+        on_spawn(process)
     try:
         wait_for_port(port, 30, process)
     except Exception:

@@ -12,47 +12,46 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import io
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from urllib.parse import quote
 
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobServiceClient
 
+from handlers.errors import ConfigurationError
+from handlers.settings import Settings
 from tools import azurite
 from tools.eventsource import (
     EventSource,
     EventSourceConfig,
     InProcessTarget,
     PortInUseError,
-    Report,
     RetryTiming,
     Target,
     WebhookTarget,
     check_port_free,
 )
 from tools.eventsource.targets import indexed_functions
-from tools.routes import ROUTES_FILE, Route, Routes, load_routes
+from tools.processes import Interrupts, Watchdog, stop_group
+from tools.routes import ROUTES_FILE, Routes, load_routes
+from tools.samples import SampleWatch, describe_results, upload_samples
 
 logger = logging.getLogger("local_loop")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 STANDARD_BLOB_PORT = 10000
-STORAGE_SETTINGS = ("AzureWebJobsStorage", "DATA_STORAGE")
+# Settings that may say UseDevelopmentStorage=true, which means port 10000: repointed at the
+# event source when it listens elsewhere.
+DEVELOPMENT_STORAGE_SETTINGS = ("AzureWebJobsStorage", "DATA_STORAGE")
 
 
 class LocalLoopError(Exception):
@@ -124,46 +123,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @dataclass
 class _Started:
-    """Everything this run started, so that it can all be stopped."""
+    """Everything this run started, so that it can all be stopped, by us or, if we die,
+    by the watchdog."""
 
+    watchdog: Watchdog | None = None
     azurite: azurite.Azurite | None = None
     source: EventSource | None = None
     host: subprocess.Popen[bytes] | None = None
 
+    def guard(self, process: subprocess.Popen[bytes], *, group: bool = False) -> None:
+        if self.watchdog is not None:
+            self.watchdog.watch(process.pid, group=group)
+
     def stop(self) -> None:
         if self.host is not None:
-            _stop_host(self.host)
+            stop_group(self.host)
+            self._forget(self.host.pid)
             self.host = None
         if self.source is not None:
             self.source.stop()
             self.source = None
         if self.azurite is not None:
             self.azurite.stop()
+            self._forget(self.azurite.process.pid)
             self.azurite = None
+        if self.watchdog is not None:
+            self.watchdog.close()
+            self.watchdog = None
 
-
-@dataclass
-class _SampleWatch:
-    """Collects the final fate of the sample uploads' deliveries."""
-
-    blobs: set[str] = field(default_factory=set)
-    finished: dict[str, str] = field(default_factory=dict)
-    lock: threading.Condition = field(default_factory=threading.Condition)
-
-    def __call__(self, report: Report) -> None:
-        if report.final is None or report.delivery.blob not in self.blobs:
-            return
-        with self.lock:
-            self.finished[report.delivery.blob] = report.final
-            self.lock.notify_all()
-
-    def wait(self, deadline: float) -> None:
-        with self.lock:
-            while not self.blobs <= self.finished.keys():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self.lock.wait(timeout=left)
+    def _forget(self, pid: int) -> None:
+        if self.watchdog is not None:
+            self.watchdog.forget(pid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,10 +205,18 @@ def run(args: argparse.Namespace, started: _Started) -> None:
             ) from None
     values = _settings(args.settings)
     env = function_environment(values, os.environ, args.blob_port)
+    try:
+        settings = Settings.from_env(env)
+    except ConfigurationError as exc:
+        raise LocalLoopError(f"{args.settings} (or the environment): {exc}") from None
 
+    with _interrupts.deferred():
+        started.watchdog = Watchdog()
     try:
         with _interrupts.deferred():
-            started.azurite = azurite.start(args.azurite_port or None, args.state_dir / "azurite")
+            started.azurite = azurite.start(
+                args.azurite_port or None, args.state_dir / "azurite", on_spawn=started.guard
+            )
     except RuntimeError as exc:
         raise LocalLoopError(str(exc)) from None
     target: Target
@@ -249,20 +247,21 @@ def run(args: argparse.Namespace, started: _Started) -> None:
                 ["func", "start", "--port", str(args.functions_port)],
                 cwd=ROOT,
                 env=env,
-                start_new_session=True,  # its own group: stopped as a whole, see _stop_host
+                start_new_session=True,  # its own group: stopped as a whole, see stop_group
             )
+            started.guard(started.host, group=True)
         _say(f"started `func start` on port {args.functions_port} (pid {started.host.pid})")
 
     service = BlobServiceClient.from_connection_string(started.source.connection_string)
-    _create_containers(service, routes, env)
+    _create_containers(service, routes, settings)
     if not args.no_samples:
-        watch = _SampleWatch()
+        watch = SampleWatch()
         started.source.dispatcher.listeners.append(watch)
-        uploaded = _upload_samples(service, routes, watch)
+        uploaded = upload_samples(service, routes, watch)
         _say(f"uploaded {len(uploaded)} samples; waiting for their deliveries ...")
         watch.wait(time.monotonic() + args.sample_timeout)
         started.source.dispatcher.listeners.remove(watch)
-        _print_results(service, routes, env, uploaded, watch)
+        _say(describe_results(service, routes, settings, uploaded, watch))
 
     connect = (
         DEVELOPMENT_STORAGE
@@ -288,7 +287,7 @@ def function_environment(
     env = {name: str(value) for name, value in values.items()}
     env.update(environ)
     if blob_port != STANDARD_BLOB_PORT:
-        for name in STORAGE_SETTINGS:
+        for name in DEVELOPMENT_STORAGE_SETTINGS:
             if env.get(name, "").strip() == DEVELOPMENT_STORAGE:
                 env[name] = azurite.connection_string(blob_port)
     return env
@@ -309,162 +308,14 @@ def _settings(path: Path) -> dict[str, str]:
     return {str(name): str(value) for name, value in values.items()}
 
 
-def _create_containers(service: BlobServiceClient, routes: Routes, env: Mapping[str, str]) -> None:
-    names = set(routes.containers.values())
-    names |= {
-        env[name]
-        for name in ("THUMBNAIL_CONTAINER", "DISPATCH_LEDGER_CONTAINER", "DEADLETTER_CONTAINER")
-        if env.get(name)
-    }
-    for name in sorted(names):
+def _create_containers(service: BlobServiceClient, routes: Routes, settings: Settings) -> None:
+    """The containers the routes name and the ones the functions write to."""
+    for name in sorted(set(routes.containers.values()) | settings.output_containers):
         with contextlib.suppress(ResourceExistsError):
             service.create_container(name)
 
 
-def _route_for(routes: Routes, function: str) -> Route | None:
-    return next((route for route in routes.subscriptions if route.function == function), None)
-
-
-def sample_images() -> dict[str, tuple[bytes, str]]:
-    """A few images the thumbnailer handles, generated now (no binaries in the repo)."""
-    from PIL import Image, ImageDraw
-
-    def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-        buffer = io.BytesIO()
-        image.save(buffer, fmt, **options)
-        return buffer.getvalue()
-
-    landscape = Image.linear_gradient("L").resize((1600, 1000)).convert("RGB")
-    ImageDraw.Draw(landscape).ellipse((600, 250, 1000, 650), fill=(240, 180, 40))
-    badge = Image.new("RGBA", (600, 600), (0, 0, 0, 0))
-    ImageDraw.Draw(badge).ellipse((50, 50, 550, 550), fill=(30, 120, 220, 255))
-    poster = Image.new("RGB", (500, 800), (250, 250, 245))
-    ImageDraw.Draw(poster).rectangle((50, 50, 450, 400), fill=(200, 30, 30))
-    return {
-        "samples/landscape.jpg": (encode(landscape, "JPEG", quality=90), "image/jpeg"),
-        "samples/badge.png": (encode(badge, "PNG"), "image/png"),
-        "samples/poster.gif": (encode(poster.convert("P"), "GIF"), "image/gif"),
-    }
-
-
-def _upload_samples(
-    service: BlobServiceClient, routes: Routes, watch: _SampleWatch
-) -> list[tuple[Route, str]]:
-    uploads: list[tuple[Route, str, bytes, str]] = []
-    images = _route_for(routes, "create_thumbnail")
-    if images is not None:
-        for name, (data, content_type) in sample_images().items():
-            uploads.append((images, f"{images.folder}{name}", data, content_type))
-    batch = _route_for(routes, "dispatch_batch_job")
-    if batch is not None:
-        rows = b"id,text\n1,hello\n2,world\n"
-        uploads.append((batch, f"{batch.folder}sample-batch.csv", rows, "text/csv"))
-    done = []
-    for route, name, data, content_type in uploads:
-        watch.blobs.add(f"{route.container}/{name}")
-        service.get_blob_client(route.container, name).upload_blob(
-            data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
-        )
-        done.append((route, name))
-    return done
-
-
-def _print_results(
-    service: BlobServiceClient,
-    routes: Routes,
-    env: Mapping[str, str],
-    uploaded: list[tuple[Route, str]],
-    watch: _SampleWatch,
-) -> None:
-    base = service.url.rstrip("/")
-    lines = []
-    for route, name in uploaded:
-        blob = f"{route.container}/{name}"
-        fate = watch.finished.get(blob, "still pending (see the delivery lines)")
-        if route.function == "create_thumbnail":
-            container = env.get("THUMBNAIL_CONTAINER", "thumbnails")
-            thumbnail = f"{route.container}/{name}"
-            found = _exists(service, container, thumbnail, deadline=time.monotonic() + 5)
-            where = f"{base}/{container}/{quote(thumbnail)}" if found else "no thumbnail yet"
-            lines.append(f"  {blob}: {fate}; thumbnail -> {where}")
-        elif route.function == "dispatch_batch_job":
-            if not env.get("BATCH_ENDPOINT_URI", "").strip():
-                where = "dry-run (BATCH_ENDPOINT_URI unset): the job request is in the log above"
-            else:
-                ledger = env.get("DISPATCH_LEDGER_CONTAINER", "batch-dispatch")
-                digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
-                prefix = f"{route.container}/{digest}/"
-                records = [
-                    item.name for item in service.get_container_client(ledger).list_blobs(prefix)
-                ]
-                where = (
-                    ", ".join(f"{base}/{ledger}/{quote(record)}" for record in records)
-                    or "no dispatch record yet"
-                )
-            lines.append(f"  {blob}: {fate}; dispatch -> {where}")
-    dead = routes.containers.get("deadLetter")
-    _say("samples:\n" + "\n".join(lines) + f"\n  dead-lettered events go to {base}/{dead}/")
-
-
-def _exists(service: BlobServiceClient, container: str, name: str, deadline: float) -> bool:
-    blob = service.get_blob_client(container, name)
-    while True:
-        if blob.exists():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-
-
-def _stop_host(process: subprocess.Popen[bytes]) -> None:
-    """Stop `func start` and what it started (its own process group): SIGINT, as Ctrl-C in
-    its terminal would, then SIGTERM, then SIGKILL."""
-    for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        # The host may leave its worker behind in the group for a moment.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        return
-
-
-class _Interrupts:
-    """SIGINT and SIGTERM raise KeyboardInterrupt, except inside ``deferred()``: there they
-    are held until the block ends, so an interrupt cannot land between starting a child
-    process and recording it, or cut the shutdown short. (Blocking the signals with
-    pthread_sigmask instead would be inherited by the children.)"""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.pending = False
-
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.depth:
-            self.pending = True
-            return
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def deferred(self, *, then_raise: bool = True) -> Iterator[None]:
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-        if self.depth == 0 and self.pending and then_raise:
-            self.pending = False
-            raise KeyboardInterrupt
-
-
-_interrupts = _Interrupts()
+_interrupts = Interrupts()
 
 
 def _say(message: str) -> None:
