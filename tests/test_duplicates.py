@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from handlers.thumbnails import SOURCE_ETAG
 from tests.support import images as gen
 from tests.support.faults import (
-    Delivery,
+    Invocation,
     RedeliveryReport,
     batch_environment,
     outcomes_by_blob,
@@ -88,7 +88,7 @@ def test_every_event_three_times_gives_one_thumbnail_and_one_job_per_version(
     batch_environment(identity, jobs)
     images = containers["images"]
     uploaded = upload_all(blob_service, azurite_service.blob_url, images)
-    deliveries: list[Delivery] = []
+    deliveries: list[Invocation] = []
     for _, thumbnail_event, batch_event in uploaded:
         deliveries.append(("create_thumbnail", thumbnail_event))
         deliveries.append(("dispatch_batch_job", batch_event))

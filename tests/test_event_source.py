@@ -11,6 +11,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from handlers.context import reset_context
 from tests.support.local_loop import RecordingTarget, routes_for
 from tests.support.names import unique
 from tests.support.polling import poll
-from tools import azurite
+from tools import azurite, deadletter_format
 from tools.eventsource import (
     EventSource,
     EventSourceConfig,
@@ -43,9 +44,6 @@ from tools.standins.functions_host import FunctionsHostStandIn
 pytestmark = pytest.mark.azurite
 
 FAST = RetryTiming(time_scale=0.01, max_delay=1.0)
-DEAD_LETTER_NAME = re.compile(
-    r"^([A-Z]+)/(\d{4})/(\d{1,2})/(\d{1,2})/(\d{1,2})/[0-9a-f-]{36}\.json$"
-)
 
 
 def jpeg(size: tuple[int, int] = (320, 200)) -> bytes:
@@ -611,11 +609,11 @@ def test_a_failing_handler_is_retried_then_dead_lettered(
         "the dead-letter blob",
     )
     after = datetime.now(UTC)
-    match = DEAD_LETTER_NAME.match(name)
-    assert match is not None, name
-    assert match[1] == "THUMBNAILS"
-    stamp = tuple(int(part) for part in match.groups()[1:])
-    assert stamp in {(t.year, t.month, t.day, t.hour) for t in (before, after)}
+    parsed = deadletter_format.parse_name(name)
+    assert parsed.subscription == "THUMBNAILS"
+    assert uuid.UUID(parsed.id).version == 4
+    hours = {t.replace(minute=0, second=0, microsecond=0) for t in (before, after)}
+    assert parsed.hour in hours
     (event,) = document
     assert event["data"]["eTag"] == upload["etag"]
     assert event["eventType"] == "Microsoft.Storage.BlobCreated"

@@ -22,19 +22,19 @@ import pytest
 from handlers.context import reset_context
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
-# (function name, event payload): one delivery as Event Grid makes it.
-Delivery = tuple[str, dict[str, Any]]
+# (function name, event payload): one invocation, as one Event Grid delivery makes it.
+Invocation = tuple[str, dict[str, Any]]
 Deliver = Callable[[str, dict[str, Any]], object]
 
 _BLOB = re.compile(r" blob=(.*?) outcome=(\S+)")
 
 
-def with_duplicates(deliveries: Iterable[Delivery], copies: int, seed: int) -> list[Delivery]:
+def with_duplicates(deliveries: Iterable[Invocation], copies: int, seed: int) -> list[Invocation]:
     """Each delivery ``copies`` times, in a seeded random order: about half of the events
     get their copies back to back (a thread pool runs them at the same moment), the others
     scattered through the run (most arrive after the first copy finished)."""
     rng = random.Random(seed)
-    slots: list[list[Delivery]] = []
+    slots: list[list[Invocation]] = []
     for delivery in deliveries:
         if rng.random() < 0.5:
             slots.append([delivery] * copies)
@@ -50,7 +50,7 @@ class RedeliveryReport:
 
     attempts: int = 0
     rounds: int = 0
-    raised: list[tuple[Delivery, BaseException]] = field(default_factory=list)
+    raised: list[tuple[Invocation, BaseException]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def raised_types(self) -> Counter[str]:
@@ -58,12 +58,12 @@ class RedeliveryReport:
 
 
 def run_round(
-    deliveries: list[Delivery], deliver: Deliver, workers: int, report: RedeliveryReport
-) -> list[Delivery]:
+    deliveries: list[Invocation], deliver: Deliver, workers: int, report: RedeliveryReport
+) -> list[Invocation]:
     """Deliver each once across ``workers`` threads; return the ones that raised."""
-    failed: list[Delivery] = []
+    failed: list[Invocation] = []
 
-    def attempt(delivery: Delivery) -> None:
+    def attempt(delivery: Invocation) -> None:
         try:
             deliver(*delivery)
         except Exception as exc:
@@ -82,7 +82,7 @@ def run_round(
 
 
 def redeliver_until_done(
-    failed: list[Delivery],
+    failed: list[Invocation],
     deliver: Deliver,
     workers: int,
     report: RedeliveryReport,

@@ -9,11 +9,9 @@ delivery attempt.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
+from tools import deadletter_format
 from tools import events as builders
 from tools.eventsource.queue import Delivery, DeliveryQueue
 from tools.eventsource.targets import Result, Target
@@ -69,29 +68,18 @@ class DeadLetters:
         self._created = False
 
     @staticmethod
-    def blob_name(subscription: str, when: datetime) -> str:
-        return (
-            f"{subscription.upper()}/{when.year}/{when.month}/{when.day}/{when.hour}/"
-            f"{uuid.uuid4()}.json"
-        )
-
-    @staticmethod
     def document(delivery: Delivery) -> list[dict[str, Any]]:
         assert delivery.dead_letter_reason is not None
-        fields: dict[str, Any] = {
-            "deadLetterReason": delivery.dead_letter_reason,
-            "deliveryAttempts": delivery.attempts,
-            "lastDeliveryOutcome": delivery.last_outcome or "Undefined",
-        }
-        if delivery.last_status is not None:
-            fields["lastHttpStatusCode"] = delivery.last_status
-        fields["publishTime"] = _timestamp(delivery.publish_time)
-        if delivery.last_attempt is not None:
-            fields["lastDeliveryAttemptTime"] = _timestamp(delivery.last_attempt)
-        if delivery.schema == builders.CLOUD_EVENT_SCHEMA:
-            # CloudEvents extension attributes are lowercase; Event Grid writes them so.
-            fields = {name.lower(): value for name, value in fields.items()}
-        return [{**delivery.event, **fields}]
+        attempts = deadletter_format.Attempts(
+            reason=delivery.dead_letter_reason,
+            attempts=delivery.attempts,
+            last_outcome=delivery.last_outcome or "Undefined",
+            last_status=delivery.last_status,
+            publish_time=delivery.publish_time,
+            last_attempt=delivery.last_attempt,
+        )
+        cloud_event = delivery.schema == builders.CLOUD_EVENT_SCHEMA
+        return [deadletter_format.dead_lettered(delivery.event, attempts, cloud_event=cloud_event)]
 
     def write(self, delivery: Delivery) -> str:
         container = self.service.get_container_client(self.container)
@@ -99,17 +87,13 @@ class DeadLetters:
             with contextlib.suppress(ResourceExistsError):
                 container.create_container()
             self._created = True
-        name = self.blob_name(delivery.subscription, datetime.now(UTC))
+        name = deadletter_format.blob_name(delivery.subscription, datetime.now(UTC))
         container.upload_blob(
             name,
-            json.dumps(self.document(delivery), indent=2).encode("utf-8"),
+            deadletter_format.encode(self.document(delivery)),
             content_settings=ContentSettings(content_type="application/json"),
         )
         return f"{self.container}/{name}"
-
-
-def _timestamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -224,7 +208,7 @@ class Dispatcher:
         next_attempt = min(
             attempted.last_attempt + self.timing.delay(attempted.attempts, result.status), expiry
         )
-        self.queue.failed(
+        self.queue.record_failure(
             attempted,
             next_attempt=next_attempt,
             outcome=result.outcome,
@@ -238,7 +222,7 @@ class Dispatcher:
         self, delivery: Delivery, reason: str, result: Result | None = None
     ) -> None:
         over = replace(delivery, dead_letter_reason=reason)
-        self.queue.failed(
+        self.queue.record_failure(
             over,
             next_attempt=time.time(),
             outcome=over.last_outcome or "Undefined",

@@ -119,7 +119,7 @@ class DeliveryQueue:
             return float(row["next_attempt"])
         return _delivery(row)
 
-    def failed(
+    def record_failure(
         self,
         delivery: Delivery,
         *,
@@ -129,6 +129,9 @@ class DeliveryQueue:
         attempted_at: float,
         dead_letter_reason: str | None = None,
     ) -> None:
+        """Store a failed attempt and when to make the next one (with
+        ``dead_letter_reason``: that the delivery is over and only its dead-letter blob is
+        left to write)."""
         with self._lock:
             self._db.execute(
                 "UPDATE deliveries SET attempts = ?, next_attempt = ?, last_outcome = ?, "

@@ -65,9 +65,9 @@ class BackfillOptions:
 
 @dataclass
 class _Page:
-    """One page of the listing: its continuation token and what is still running in it."""
+    """One page of the listing: the continuation token after it, and what is still running
+    in it."""
 
-    start: str | None
     next: str | None
     pending: set[str] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
@@ -332,16 +332,14 @@ class _Backfill:
             run.listing_finished()
             return
         skip = checkpoint.done | checkpoint.retry
-        start = checkpoint.marker
         pages = self.container.list_blobs(
             name_starts_with=self.prefix or None,
             include=["metadata"],
             results_per_page=self.options.page_size,
-        ).by_page(continuation_token=start)
+        ).by_page(continuation_token=checkpoint.marker)
         for listed in pages:
             blobs = list(listed)
-            page = _Page(start=start, next=getattr(pages, "continuation_token", None))
-            start = page.next
+            page = _Page(next=getattr(pages, "continuation_token", None))
             items = []
             for blob in blobs:
                 run.listed += 1

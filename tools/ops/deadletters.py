@@ -9,14 +9,12 @@ container; a blob with any transient failure stays where it is for the next repl
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TextIO
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
@@ -24,6 +22,7 @@ from azure.storage.blob import BlobPrefix, ContainerClient, ContentSettings
 
 from handlers.context import AppContext
 from handlers.errors import ConfigurationError
+from tools.deadletter_format import MalformedError, parse_blob, parse_name
 from tools.ops.backfill import Handle
 from tools.ops.progress import (
     EXIT_INTERRUPTED,
@@ -41,23 +40,6 @@ logger = logging.getLogger(__name__)
 # Lower case on purpose: Event Grid upper-cases subscription names, so no subscription's
 # dead letters can ever land under this prefix.
 ARCHIVE_PREFIX = "archive/"
-# What Event Grid adds to each dead-lettered event. They are removed before replaying so the
-# handler sees the event exactly as it was first delivered (the parser would ignore them).
-DEADLETTER_FIELDS = frozenset(
-    name.lower()
-    for name in (
-        "deadLetterReason",
-        "deliveryAttempts",
-        "lastDeliveryOutcome",
-        "lastHttpStatusCode",
-        "publishTime",
-        "lastDeliveryAttemptTime",
-    )
-)
-_NAME = re.compile(
-    r"^(?P<subscription>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<day>\d{1,2})"
-    r"/(?P<hour>\d{1,2})/(?P<id>[^/]+)\.json$"
-)
 _MAX_BLOB_BYTES = 64 * 1024 * 1024
 _HOUR = timedelta(hours=1)
 
@@ -69,35 +51,6 @@ class ReplayOptions:
     dry_run: bool
 
 
-@dataclass(frozen=True)
-class DeadLetterName:
-    subscription: str
-    hour: datetime  # the UTC hour Event Grid dead-lettered the events in
-
-
-class MalformedError(Exception):
-    """A dead-letter blob this command cannot replay; it is reported and left in place."""
-
-
-def parse_name(name: str) -> DeadLetterName:
-    match = _NAME.match(name)
-    if match is None:
-        raise MalformedError(
-            "the name is not <SUBSCRIPTION>/<yyyy>/<m>/<d>/<h>/<id>.json as Event Grid writes it"
-        )
-    try:
-        hour = datetime(
-            int(match["year"]),
-            int(match["month"]),
-            int(match["day"]),
-            int(match["hour"]),
-            tzinfo=UTC,
-        )
-    except ValueError as exc:
-        raise MalformedError(f"the name's date is not a date: {exc}") from None
-    return DeadLetterName(match["subscription"], hour)
-
-
 def parse_since(text: str) -> datetime:
     """An ISO date or time; without an offset it is UTC."""
     try:
@@ -107,33 +60,6 @@ def parse_since(text: str) -> datetime:
             f"{text!r} is not an ISO date or time (2025-03-01 or 2025-03-01T10:30Z)"
         ) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    events: list[dict[str, Any]]  # as first delivered: the dead-letter fields removed
-    reason: str  # why Event Grid gave up, from the first event
-
-
-def parse_blob(data: bytes) -> DeadLetter:
-    """The events of one dead-letter blob; MalformedError when it is not one."""
-    try:
-        document = json.loads(data)
-    except ValueError as exc:
-        raise MalformedError(f"not JSON: {exc}") from None
-    if not isinstance(document, list) or not document:
-        raise MalformedError("not a non-empty JSON array of events")
-    events = []
-    for index, event in enumerate(document):
-        if not isinstance(event, dict):
-            raise MalformedError(f"item {index} is a {type(event).__name__}, not an event")
-        events.append({k: v for k, v in event.items() if k.lower() not in DEADLETTER_FIELDS})
-    added = {k.lower(): v for k, v in document[0].items()}
-    reason = (
-        f"{added.get('deadletterreason', '?')} after {added.get('deliveryattempts', '?')} "
-        f"attempts, last {added.get('lastdeliveryoutcome', '?')}"
-    )
-    return DeadLetter(events, reason)
 
 
 def archive_name(name: str) -> str:

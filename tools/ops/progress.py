@@ -58,10 +58,6 @@ class Tally:
         if len(self.failures) < _MAX_LISTED_FAILURES:
             self.failures.append(line)
 
-    @property
-    def handled(self) -> int:
-        return self.processed + self.already_done + self.permanent + self.transient
-
     def brief(self) -> str:
         with self._lock:
             return (
