@@ -35,7 +35,7 @@ from handlers.outcomes import Outcome
 from handlers.thumbnails import SOURCE_ETAG
 from tools import azurite
 from tools import events as build
-from tools.ops import main
+from tools.ops import main, state
 from tools.ops.progress import Progress
 from tools.routes import ROUTES_FILE
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
@@ -205,10 +205,10 @@ def fill_batch(service: BlobServiceClient, containers: dict[str, str]) -> None:
 
 def ledger_names(
     service: BlobServiceClient, azurite_service: azurite.Azurite, container: str, names: Any
-) -> set[str]:
-    """The ledger blob names of the current versions of ``names``."""
+) -> dict[str, str]:
+    """The ledger blob name of the current version of each of ``names``."""
     account = AccountEndpoint(azurite.ACCOUNT, azurite_service.blob_url)
-    found = set()
+    found = {}
     for name in names:
         props = service.get_blob_client(container, name).get_blob_properties()
         event = build.blob_created(
@@ -220,7 +220,7 @@ def ledger_names(
         )
         parsed = parse_event(event, account)
         assert isinstance(parsed, BlobCreated)
-        found.add(ledger_name(parsed))
+        found[name] = ledger_name(parsed)
     return found
 
 
@@ -293,7 +293,8 @@ def test_backfill_does_what_the_routes_say_and_a_second_run_writes_nothing(
     urls = {next(iter(value.values()))["Uri"] for value in posted}
     assert urls == {f"{azurite_service.blob_url}/{incoming}/{name}" for name in BATCH_OFFERED}
     ledger = outputs(blob_service, containers["ledger"])
-    assert set(ledger) == ledger_names(blob_service, azurite_service, incoming, BATCH_OFFERED)
+    recorded = ledger_names(blob_service, azurite_service, incoming, BATCH_OFFERED)
+    assert set(ledger) == set(recorded.values())
 
     # The same commands again: every output blob is byte-for-byte untouched.
     again = ops("backfill", "--container", images)
@@ -305,6 +306,17 @@ def test_backfill_does_what_the_routes_say_and_a_second_run_writes_nothing(
     assert outputs(blob_service, containers["thumbnails"]) == thumbs
     assert outputs(blob_service, containers["ledger"]) == ledger
     assert len([r for r in jobs.requests if r.method == "POST"]) == len(BATCH_OFFERED)
+
+    # A dry run now finds every batch version in the ledger, through the handlers' own check.
+    batch_dry = ops("backfill", "--container", incoming, "--dry-run")
+    assert batch_dry.code == 0, batch_dry.err
+    done_lines = {line for line in batch_dry.out.splitlines() if line.startswith("already")}
+    assert done_lines == {
+        f"already done (ledger {containers['ledger']}/{record}: dispatched): "
+        f"dispatch_batch_job {incoming}/{name}"
+        for name, record in recorded.items()
+    }
+    assert f"would process 0, already done {len(BATCH_OFFERED)}, would fail 0" in batch_dry.out
 
 
 @pytest.mark.azurite
@@ -755,3 +767,28 @@ def test_progress_redraws_one_line_on_a_terminal_and_prints_lines_otherwise() ->
     progress.write_line("a log line")
     progress.close()
     assert plain.getvalue() == "backfill: listed 1\na log line\n"
+
+
+def test_each_set_of_arguments_keeps_its_own_checkpoint_file(tmp_path: Path) -> None:
+    first_key, second_key = {"prefix": "a/"}, {"prefix": "b/"}
+    with state.held(tmp_path, "backfill-c", first_key) as first:
+        pass
+    with state.held(tmp_path, "backfill-c", second_key) as second:
+        pass
+    # A container whose name extends this one's is told apart, not mistaken for a number.
+    with state.held(tmp_path, "backfill-c-1", first_key) as other_container:
+        pass
+    assert len({first, second, other_container}) == 3
+    with state.held(tmp_path, "backfill-c", first_key) as again:
+        assert again == first
+    assert state.find(tmp_path, "backfill-c", second_key) == second
+    assert state.find(tmp_path, "backfill-c", {"prefix": "c/"}) is None
+
+    with state.held(tmp_path, "backfill-c", first_key):
+        with (
+            pytest.raises(RuntimeError, match="same arguments holds"),
+            state.held(tmp_path, "backfill-c", first_key),
+        ):
+            pass
+        with state.held(tmp_path, "backfill-c", second_key):
+            pass  # other arguments are not held up

@@ -3,7 +3,6 @@ the routes that watch them, and where their results landed once they are deliver
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 import time
@@ -13,6 +12,7 @@ from urllib.parse import quote
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from handlers import thumbnails
+from handlers.batch_ledger import ledger_prefix
 from handlers.settings import Settings
 from tools.eventsource import Report
 from tools.routes import Route, Routes
@@ -121,8 +121,7 @@ def _dispatch_records(
         return "dry-run (BATCH_ENDPOINT_URI unset): the job request is in the log above"
     base = service.url.rstrip("/")
     ledger = settings.ledger_container
-    # Until the handlers name the ledger prefix themselves: <container>/<sha256 of name>/.
-    prefix = f"{route.container}/{hashlib.sha256(name.encode('utf-8')).hexdigest()}/"
+    prefix = ledger_prefix(route.container, name)
     records = [item.name for item in service.get_container_client(ledger).list_blobs(prefix)]
     return (
         ", ".join(f"{base}/{ledger}/{quote(record)}" for record in records)

@@ -9,29 +9,24 @@ interrupted run resume where it stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
-import time
-import uuid
-from collections import deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobProperties
 
-from handlers import batch_ledger, thumbnails
 from handlers.context import AppContext
-from handlers.errors import ConfigurationError, InvalidEventError
-from handlers.events import BlobCreated, Ignored, parse_event
+from handlers.errors import ConfigurationError
 from handlers.outcomes import Outcome
-from tools import events as event_builders
 from tools.ops import state
+from tools.ops.blobs import is_directory, listing_prefix, synthesize
+from tools.ops.dry_run import Plan, verdict
 from tools.ops.progress import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -46,10 +41,6 @@ logger = logging.getLogger(__name__)
 
 Handle = Callable[[str, object, AppContext | None], Outcome]
 
-# Stable across runs, so a blob version's synthesized event has the same id every time.
-_EVENT_NAMESPACE = uuid.UUID("6f1c7a52-3b0e-4f0f-9a7e-2d4c1b8e5a10")
-_SAVE_EVERY_SECONDS = 1.0
-
 
 @dataclass(frozen=True)
 class BackfillOptions:
@@ -63,175 +54,40 @@ class BackfillOptions:
     page_size: int
 
 
-@dataclass
-class _Page:
-    """One page of the listing: the continuation token after it, and what is still running
-    in it."""
-
-    next: str | None
-    pending: set[str] = field(default_factory=set)
-    done: set[str] = field(default_factory=set)
-
-
 @dataclass(frozen=True)
 class _Item:
     """One blob and the (route, event) pairs it is offered to."""
 
     container: str
     name: str
-    page: _Page | None  # None: a blob retried from the checkpoint's retry list
+    page: state.Page | None  # None: a blob retried from the checkpoint's retry list
     tasks: tuple[tuple[Route, dict[str, Any]], ...]
 
 
-def state_file(
-    state_dir: Path, ctx: AppContext, options: BackfillOptions, routes: list[Route]
-) -> tuple[Path, dict[str, Any]]:
-    """Where this backfill's checkpoint lives, and the key that identifies its arguments."""
-    key: dict[str, Any] = {
+def checkpoint_key(
+    ctx: AppContext, options: BackfillOptions, routes: list[Route]
+) -> dict[str, Any]:
+    """What identifies a backfill's arguments: a run with the same key resumes its checkpoint."""
+    return {
         "command": "backfill",
         "account": ctx.account.blob_url,
         "container": options.container,
         "prefix": options.prefix,
         "routes": sorted(repr(route) for route in routes),
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return state_dir / f"backfill-{options.container}-{digest}.json", key
-
-
-def listing_prefix(prefix: str, routes: list[Route]) -> str | None:
-    """The narrowest listing prefix that still returns every blob a route could match.
-
-    None when no route's folder is compatible with ``prefix``. A case-insensitive route
-    (Event Grid's default) also matches ``Incoming/`` for folder ``incoming/``, so only the
-    folder's leading characters without case narrow the listing.
-    """
-    candidates = []
-    for route in routes:
-        folder = route.folder if route.case_sensitive else _caseless_head(route.folder)
-        if folder.startswith(prefix):
-            candidates.append(folder)
-        elif prefix.startswith(folder):
-            candidates.append(prefix)
-    if not candidates:
-        return None
-    common = candidates[0]
-    for candidate in candidates[1:]:
-        while not candidate.startswith(common):
-            common = common[:-1]
-    return common
-
-
-def _caseless_head(text: str) -> str:
-    for index, char in enumerate(text):
-        if char.lower() != char.upper():
-            return text[:index]
-    return text
-
-
-def synthesize(
-    ctx: AppContext, route: Route, container: str, blob: BlobProperties
-) -> dict[str, Any]:
-    """The BlobCreated event Event Grid would have delivered to ``route`` for ``blob``."""
-    etag = str(blob.etag)
-    account = ctx.account
-    settings = blob.content_settings
-    blob_type = getattr(blob.blob_type, "value", blob.blob_type)
-    return event_builders.blob_created(
-        account=account.name,
-        service_url=account.blob_url,
-        container=container,
-        blob_name=blob.name,
-        etag=etag,
-        # One event per file, as for a single upload; the listing cannot tell how it was made.
-        api="PutBlob",
-        content_type=(settings.content_type if settings else None) or "application/octet-stream",
-        content_length=int(blob.size or 0),
-        blob_type=str(blob_type or "BlockBlob"),
-        schema=route.schema,
-        event_id=str(
-            uuid.uuid5(_EVENT_NAMESPACE, f"{route.function}|{container}/{blob.name}|{etag}")
-        ),
-        event_time=blob.last_modified,
-    )
 
 
 class _Run:
     """Shared bookkeeping of one backfill: checkpoint, tally, progress, stop flag."""
 
-    def __init__(
-        self, path: Path, checkpoint: state.Checkpoint, tally: Tally, progress: Progress
-    ) -> None:
-        self.path = path
-        self.checkpoint = checkpoint
-        self.tally = tally
+    def __init__(self, tracker: state.Tracker, progress: Progress) -> None:
+        self.tracker = tracker
+        self.checkpoint = tracker.checkpoint
+        self.tally = Tally()
         self.progress = progress
-        self.pages: deque[_Page] = deque()
-        # Finished blobs of a resumed checkpoint whose page has not been listed again yet.
-        self.carried = set(checkpoint.done)
         self.listed = 0
         self.stop = threading.Event()
         self.stop_reason = ""
-        self._lock = threading.Lock()
-        self._saved_at = 0.0
-        self._dirty = False
-
-    def add_page(self, page: _Page) -> None:
-        with self._lock:
-            self.carried -= page.done
-            self.pages.append(page)
-            self._advance()
-
-    def listing_finished(self) -> None:
-        with self._lock:
-            if not self.pages:
-                self.checkpoint.listing_complete = True
-                self._dirty = True
-
-    def forget(self, name: str) -> None:
-        """Drop a blob to retry that no longer exists."""
-        with self._lock:
-            self.checkpoint.retry.discard(name)
-            self._dirty = True
-
-    def finish(self, item: _Item, ok: bool) -> None:
-        with self._lock:
-            if ok:
-                self.checkpoint.retry.discard(item.name)
-            else:
-                self.checkpoint.retry.add(item.name)
-            if item.page is not None:
-                item.page.pending.discard(item.name)
-                if ok:
-                    item.page.done.add(item.name)
-                self._advance()
-            self._dirty = True
-            if time.monotonic() - self._saved_at >= _SAVE_EVERY_SECONDS:
-                self._save()
-
-    def _advance(self) -> None:
-        """Drop finished pages from the front; the checkpoint then starts after them."""
-        while self.pages and not self.pages[0].pending:
-            page = self.pages.popleft()
-            self.checkpoint.marker = page.next
-            if page.next is None:
-                self.checkpoint.listing_complete = True
-        self.checkpoint.done = self.carried.union(*(page.done for page in self.pages))
-        self._dirty = True
-
-    def save(self) -> None:
-        with self._lock:
-            self._save()
-
-    def _save(self) -> None:
-        if self._dirty:
-            state.save(self.path, self.checkpoint)
-            self._dirty = False
-        self._saved_at = time.monotonic()
-
-    @property
-    def complete(self) -> bool:
-        with self._lock:
-            return self.checkpoint.listing_complete and not self.pages and not self.checkpoint.retry
 
     def show(self, force: bool = False) -> None:
         self.progress.update(f"listed {self.listed}, {self.tally.brief()}", force=force)
@@ -268,8 +124,8 @@ def run_backfill(
     if options.dry_run:
         return job.dry_run()
     try:
-        with state.StateLock(job.path):
-            return job.run()
+        with state.held(options.state_dir, job.stem, job.key) as path:
+            return job.run(path)
     except RuntimeError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_USAGE
@@ -296,21 +152,22 @@ class _Backfill:
         self.progress = progress
         self.err = progress.stream
         self.prefix = listing_prefix(options.prefix, routes)
-        self.path, self.key = state_file(options.state_dir, ctx, options, routes)
+        self.stem = f"backfill-{options.container}"
+        self.key = checkpoint_key(ctx, options, routes)
         self.container = ctx.blob_service.get_container_client(options.container)
 
-    def load_checkpoint(self) -> state.Checkpoint | None:
-        if self.options.restart:
+    def load_checkpoint(self, path: Path | None) -> state.Checkpoint | None:
+        if self.options.restart or path is None:
             return state.Checkpoint(key=self.key)
         try:
-            found = state.load(self.path, self.key)
+            found = state.load(path, self.key)
         except ValueError as exc:
             self.err.write(f"error: {exc}; use --restart to start over\n")
             return None
         if found is None:
             return state.Checkpoint(key=self.key)
         self.progress.write_line(
-            f"resuming from {self.path}: {len(found.done)} blobs done in the current listing "
+            f"resuming from {path}: {len(found.done)} blobs done in the current listing "
             f"page(s), {len(found.retry)} to retry"
             + (", listing complete" if found.listing_complete else "")
         )
@@ -325,11 +182,11 @@ class _Backfill:
                 blob = self.container.get_blob_client(name).get_blob_properties()
             except ResourceNotFoundError:
                 logger.info("%s/%s was deleted since it failed; not retried", container_name, name)
-                run.forget(name)
+                run.tracker.forget(name)
                 continue
             yield _Item(container_name, name, None, self.tasks(blob))
         if checkpoint.listing_complete or self.prefix is None:
-            run.listing_finished()
+            run.tracker.listing_finished()
             return
         skip = checkpoint.done | checkpoint.retry
         pages = self.container.list_blobs(
@@ -339,24 +196,24 @@ class _Backfill:
         ).by_page(continuation_token=checkpoint.marker)
         for listed in pages:
             blobs = list(listed)
-            page = _Page(next=getattr(pages, "continuation_token", None))
+            page = state.Page(next=getattr(pages, "continuation_token", None))
             items = []
             for blob in blobs:
                 run.listed += 1
                 if blob.name in skip:
                     page.done.add(blob.name)
                     continue
-                if not blob.name.startswith(self.options.prefix) or _is_directory(blob):
+                if not blob.name.startswith(self.options.prefix) or is_directory(blob):
                     continue
                 tasks = self.tasks(blob)
                 if tasks:
                     items.append(_Item(container_name, blob.name, page, tasks))
                     page.pending.add(blob.name)
-            run.add_page(page)
+            run.tracker.add_page(page)
             yield from items
             if page.next is None:
                 break
-        run.listing_finished()
+        run.tracker.listing_finished()
 
     def tasks(self, blob: BlobProperties) -> tuple[tuple[Route, dict[str, Any]], ...]:
         """The routes whose filter matches the event synthesized for ``blob``, with it."""
@@ -385,15 +242,15 @@ class _Backfill:
                 ok = False
             else:
                 run.tally.outcome(what, outcome)
-        run.finish(item, ok)
+        run.tracker.finish(item.name, item.page, ok)
         run.show()
 
-    def run(self) -> int:
-        checkpoint = self.load_checkpoint()
+    def run(self, path: Path) -> int:
+        checkpoint = self.load_checkpoint(path)
         if checkpoint is None:
             return EXIT_USAGE
-        run = _Run(self.path, checkpoint, Tally(), self.progress)
-        self.progress.write_line(f"backfill {self.options.container}: checkpoint {self.path}")
+        run = _Run(state.Tracker(path, checkpoint), self.progress)
+        self.progress.write_line(f"backfill {self.options.container}: checkpoint {path}")
         concurrency = self.options.concurrency
         interrupted = False
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="backfill")
@@ -417,14 +274,14 @@ class _Backfill:
             interrupted = True
         finally:
             self.progress.close()
-            if run.complete:
-                state.clear(self.path)
+            if run.tracker.complete:
+                state.clear(path)
             else:
-                run.save()
-        return self.report(run, interrupted)
+                run.tracker.save()
+        return self.report(run, path, interrupted)
 
-    def report(self, run: _Run, interrupted: bool) -> int:
-        out, tally, path = self.out, run.tally, self.path
+    def report(self, run: _Run, path: Path, interrupted: bool) -> int:
+        out, tally = self.out, run.tally
         out.write(f"backfill summary ({run.listed} blobs listed):\n")
         for line in tally.summary():
             out.write(f"  {line}\n")
@@ -448,33 +305,27 @@ class _Backfill:
 
     def dry_run(self) -> int:
         """List what a run would offer to which function and what is done; write nothing."""
-        checkpoint = self.load_checkpoint()
+        checkpoint = self.load_checkpoint(state.find(self.options.state_dir, self.stem, self.key))
         if checkpoint is None:
             return EXIT_USAGE
         # The dry run follows a saved checkpoint (it shows what a resume would do) but never
         # saves it.
-        run = _Run(self.path, checkpoint, Tally(), self.progress)
-        would = done = failing = 0
+        run = _Run(state.Tracker(None, checkpoint), self.progress)
+        plans: Counter[Plan] = Counter()
         for item in self.items(run):
             for route, event in item.tasks:
-                verdict = _verdict(self.ctx, route.function, event)
-                if verdict.startswith("already done"):
-                    done += 1
-                elif verdict.startswith("would fail"):
-                    failing += 1
-                else:
-                    would += 1
-                self.out.write(f"{verdict}: {route.function} {item.container}/{item.name}\n")
+                found = verdict(self.ctx, route.function, event)
+                plans[found.plan] += 1
+                self.out.write(f"{found}: {route.function} {item.container}/{item.name}\n")
+        # An event the handler would ignore is a final decision, counted as processed as a
+        # real run counts it.
+        would = plans[Plan.PROCESS] + plans[Plan.IGNORE]
         self.out.write(
             f"dry run summary ({run.listed} blobs listed): would process {would}, "
-            f"already done {done}, would fail {failing}; nothing was written\n"
+            f"already done {plans[Plan.DONE]}, would fail {plans[Plan.FAIL]}; "
+            "nothing was written\n"
         )
         return EXIT_OK
-
-
-def _is_directory(blob: BlobProperties) -> bool:
-    """ADLS Gen2 lists directories as empty blobs; Event Grid sends no BlobCreated for them."""
-    return (blob.metadata or {}).get("hdi_isfolder") == "true"
 
 
 def _collect(in_flight: set[Future[None]], run: _Run) -> set[Future[None]]:
@@ -484,45 +335,3 @@ def _collect(in_flight: set[Future[None]], run: _Run) -> set[Future[None]]:
         future.result()
     run.show()
     return remaining
-
-
-def _verdict(ctx: AppContext, function: str, event: dict[str, Any]) -> str:
-    """'would process', 'already done (...)' or 'would fail (...)', reading only."""
-    try:
-        parsed = parse_event(event, ctx.account)
-    except InvalidEventError as exc:
-        return f"would fail ({exc})"
-    if isinstance(parsed, Ignored):
-        return f"would be ignored ({parsed.reason})"
-    if function == "create_thumbnail":
-        return _thumbnail_verdict(ctx, parsed)
-    if function == "dispatch_batch_job":
-        return _batch_verdict(ctx, parsed)
-    return "would process"
-
-
-def _thumbnail_verdict(ctx: AppContext, event: BlobCreated) -> str:
-    settings = ctx.settings
-    name = thumbnails.thumbnail_name(event.container, event.blob_name)
-    blob = ctx.blob_service.get_blob_client(settings.thumbnail_container, name)
-    try:
-        props = blob.get_blob_properties()
-    except ResourceNotFoundError:
-        return "would process"
-    made_from = (props.metadata or {}).get(thumbnails.SOURCE_ETAG)
-    if made_from == event.version:
-        return f"already done (thumbnail {settings.thumbnail_container}/{name})"
-    return f"would process (replaces thumbnail made from {made_from})"
-
-
-def _batch_verdict(ctx: AppContext, event: BlobCreated) -> str:
-    settings = ctx.settings
-    if settings.batch.endpoint_uri is None:
-        return "would process (BATCH_ENDPOINT_URI unset: the handler only logs the request)"
-    name = batch_ledger.ledger_name(event)
-    ledger = ctx.blob_service.get_blob_client(settings.ledger_container, name)
-    found = batch_ledger.read_ledger(ledger)
-    if found is None:
-        return "would process"
-    record, _ = found
-    return f"already done (ledger {settings.ledger_container}/{name}: {record.get('status')})"

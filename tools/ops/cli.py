@@ -20,7 +20,7 @@ from azure.core.exceptions import (
 
 from handlers import pipeline
 from handlers.context import AppContext
-from handlers.errors import ConfigurationError
+from handlers.errors import ConfigurationError, TransientError
 from tools.ops.backfill import BackfillOptions, Handle, run_backfill
 from tools.ops.deadletters import ReplayOptions, parse_since, run_replay
 from tools.ops.progress import EXIT_TRANSIENT, EXIT_USAGE, Progress, ProgressLogHandler
@@ -157,6 +157,9 @@ def main(
         except ConfigurationError as exc:
             err.write(f"error: {exc}\n")
             return EXIT_USAGE
+        except TransientError as exc:  # the handlers' read-only checks (a dry run)
+            err.write(f"error: {exc}\n")
+            return EXIT_TRANSIENT
         except ResourceNotFoundError as exc:
             err.write(f"error: not found: {_first_line(exc)}\n")
             return EXIT_USAGE

@@ -1,23 +1,32 @@
 """The backfill's checkpoint: where the listing stands and what is done, in a local JSON file.
 
 The file is rewritten atomically (write a temporary file, then rename), so a crash leaves
-either the old or the new checkpoint, never half of one. A lock held for the whole run keeps
-two backfills with the same arguments from overwriting each other's checkpoint; the operating
-system releases it when the process dies, so a crash never leaves a stale lock behind.
+either the old or the new checkpoint, never half of one. Each set of arguments (the key) has
+its own numbered file, ``<stem>-<n>.json``; the key is written into its lock file,
+``<stem>-<n>.json.lock``, when the number is first taken. A lock on that file held for the
+whole run keeps two backfills with the same arguments from overwriting each other's
+checkpoint; the operating system releases it when the process dies, so a crash never leaves
+a stale lock behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 FORMAT = 1
+_SAVE_EVERY_SECONDS = 1.0
 
 
 def default_state_dir() -> Path:
@@ -112,35 +121,154 @@ def clear(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-class StateLock:
-    """An exclusive lock on ``<state file>.lock`` for the life of a run (POSIX only)."""
+def find(state_dir: Path, stem: str, key: dict[str, Any]) -> Path | None:
+    """The checkpoint file of ``key``, or None when no run with these arguments took one."""
+    for _, lock in _numbered(state_dir, stem):
+        try:
+            if json.loads(lock.read_text(encoding="utf-8")) == key:
+                return _checkpoint_of(lock)
+        except (OSError, ValueError):
+            continue  # being written by a claim, or not ours: not this key's
+    return None
 
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + ".lock")
-        self._stream: IO[str] | None = None
 
-    def __enter__(self) -> StateLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        stream = self.path.open("a+", encoding="utf-8")
-        if sys.platform != "win32":
-            import fcntl
+@contextlib.contextmanager
+def held(state_dir: Path, stem: str, key: dict[str, Any]) -> Iterator[Path]:
+    """The checkpoint file of ``key`` (taking a new number the first time), locked for the
+    life of the block; RuntimeError when another run with the same arguments holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # Finding and taking a number happen under one lock, so two first runs of the same
+    # arguments cannot take two numbers.
+    with _locked(state_dir / f"{stem}.claims.lock", wait=True):
+        path = find(state_dir, stem, key) or _claim(state_dir, stem, key)
+    lock = path.with_name(path.name + ".lock")
+    with lock.open("a+", encoding="utf-8") as stream:
+        try:
+            _flock(stream, wait=False)
+        except BlockingIOError:
+            raise RuntimeError(f"another backfill with the same arguments holds {lock}") from None
+        yield path
 
-            try:
-                fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                stream.close()
-                raise RuntimeError(
-                    f"another backfill with the same arguments holds {self.path}"
-                ) from None
-        self._stream = stream
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            self._stream.close()  # closing releases the lock
-            self._stream = None
+def _claim(state_dir: Path, stem: str, key: dict[str, Any]) -> Path:
+    taken = [number for number, _ in _numbered(state_dir, stem)]
+    lock = state_dir / f"{stem}-{max(taken, default=0) + 1}.json.lock"
+    with lock.open("x", encoding="utf-8") as stream:
+        json.dump(key, stream, sort_keys=True)
+    return _checkpoint_of(lock)
+
+
+def _numbered(state_dir: Path, stem: str) -> list[tuple[int, Path]]:
+    pattern = re.compile(rf"^{re.escape(stem)}-(\d+)\.json\.lock$")
+    found = []
+    for path in state_dir.glob(f"{stem}-*.json.lock"):
+        match = pattern.match(path.name)
+        if match is not None:
+            found.append((int(match[1]), path))
+    return sorted(found)
+
+
+def _checkpoint_of(lock: Path) -> Path:
+    return lock.with_name(lock.name.removesuffix(".lock"))
+
+
+@contextlib.contextmanager
+def _locked(path: Path, *, wait: bool) -> Iterator[None]:
+    with path.open("a+", encoding="utf-8") as stream:
+        _flock(stream, wait)
+        yield
+
+
+def _flock(stream: IO[str], wait: bool) -> None:
+    """An exclusive lock on the open file (POSIX only); BlockingIOError at once if it is
+    taken and not ``wait``. Closing the file releases it, and so does the process's death."""
+    if sys.platform == "win32":
+        return
+    import fcntl
+
+    fcntl.flock(stream.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+
+
+@dataclass
+class Page:
+    """One page of the listing: the continuation token after it, and what is still running
+    in it."""
+
+    next: str | None
+    pending: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+
+
+class Tracker:
+    """Keeps a checkpoint true while the blobs of several listing pages finish in any order,
+    and saves it now and then (never when ``path`` is None: a dry run)."""
+
+    def __init__(self, path: Path | None, checkpoint: Checkpoint) -> None:
+        self.path = path
+        self.checkpoint = checkpoint
+        self.pages: deque[Page] = deque()
+        # Finished blobs of a resumed checkpoint whose page has not been listed again yet.
+        self.carried = set(checkpoint.done)
+        self._lock = threading.Lock()
+        self._saved_at = 0.0
+        self._dirty = False
+
+    def add_page(self, page: Page) -> None:
+        with self._lock:
+            self.carried -= page.done
+            self.pages.append(page)
+            self._advance()
+
+    def listing_finished(self) -> None:
+        with self._lock:
+            if not self.pages:
+                self.checkpoint.listing_complete = True
+                self._dirty = True
+
+    def forget(self, name: str) -> None:
+        """Drop a blob to retry that no longer exists."""
+        with self._lock:
+            self.checkpoint.retry.discard(name)
+            self._dirty = True
+
+    def finish(self, name: str, page: Page | None, ok: bool) -> None:
+        """``name`` is done (or failed, to retry next run); ``page`` None: it came from the
+        retry list."""
+        with self._lock:
+            if ok:
+                self.checkpoint.retry.discard(name)
+            else:
+                self.checkpoint.retry.add(name)
+            if page is not None:
+                page.pending.discard(name)
+                if ok:
+                    page.done.add(name)
+                self._advance()
+            self._dirty = True
+            if time.monotonic() - self._saved_at >= _SAVE_EVERY_SECONDS:
+                self._save()
+
+    def _advance(self) -> None:
+        """Drop finished pages from the front; the checkpoint then starts after them."""
+        while self.pages and not self.pages[0].pending:
+            page = self.pages.popleft()
+            self.checkpoint.marker = page.next
+            if page.next is None:
+                self.checkpoint.listing_complete = True
+        self.checkpoint.done = self.carried.union(*(page.done for page in self.pages))
+        self._dirty = True
+
+    def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
+        if self._dirty and self.path is not None:
+            save(self.path, self.checkpoint)
+            self._dirty = False
+        self._saved_at = time.monotonic()
+
+    @property
+    def complete(self) -> bool:
+        with self._lock:
+            return self.checkpoint.listing_complete and not self.pages and not self.checkpoint.retry
