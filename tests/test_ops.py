@@ -329,7 +329,7 @@ def test_dry_run_lists_exactly_what_would_happen_and_writes_nothing(
 ) -> None:
     images, incoming = containers["images"], containers["incoming"]
     fill_images(blob_service, containers)
-    thumbnail_beforehand(upload_event, containers)
+    made_from = thumbnail_beforehand(upload_event, containers)["data"]["eTag"]
     fill_batch(blob_service, containers)
     before = outputs(blob_service, containers["thumbnails"])
 
@@ -358,6 +358,14 @@ def test_dry_run_lists_exactly_what_would_happen_and_writes_nothing(
     assert outputs(blob_service, containers["thumbnails"]) == before
     assert outputs(blob_service, containers["ledger"]) == {}
     assert not state_dir.exists() or list(state_dir.iterdir()) == []
+
+    # A newer version of a thumbnailed image: the thumbnail would be made again.
+    put(blob_service, images, ALREADY_THUMBNAILED, image("PNG"), "image/jpeg")
+    changed = ops("backfill", "--container", images, "--prefix", ALREADY_THUMBNAILED, "--dry-run")
+    assert (
+        f"would process (replaces thumbnail made from {made_from.strip(chr(34))}): "
+        f"create_thumbnail {images}/{ALREADY_THUMBNAILED}"
+    ) in changed.out
 
     # Without BATCH_ENDPOINT_URI the batch handler itself only logs the job it would post:
     # a real backfill reports those as processed (dry-run) and records no ledger.

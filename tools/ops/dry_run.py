@@ -7,8 +7,6 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-
 from handlers import batch_ledger, thumbnails
 from handlers.context import AppContext
 from handlers.errors import InvalidEventError
@@ -48,7 +46,9 @@ def verdict(ctx: AppContext, function: str, event: dict[str, Any]) -> Verdict:
 
 def _thumbnail(ctx: AppContext, event: BlobCreated) -> Verdict:
     container = ctx.settings.thumbnail_container
-    made_from = _made_from(ctx, event)
+    made_from = thumbnails.made_from(
+        ctx.blob_service, ctx.settings, event.container, event.blob_name
+    )
     if made_from is None:
         return Verdict(Plan.PROCESS)
     if made_from == event.version:
@@ -64,14 +64,3 @@ def _batch(ctx: AppContext, event: BlobCreated) -> Verdict:
     if record is None:
         return Verdict(Plan.PROCESS)
     return Verdict(Plan.DONE, f"ledger {record.container}/{record.name}: {record.status}")
-
-
-def _made_from(ctx: AppContext, event: BlobCreated) -> str | None:
-    # Until handlers/thumbnails.py offers this read itself (its rewrite is under way).
-    name = thumbnails.thumbnail_name(event.container, event.blob_name)
-    blob = ctx.blob_service.get_blob_client(ctx.settings.thumbnail_container, name)
-    try:
-        props = blob.get_blob_properties()
-    except ResourceNotFoundError:
-        return None
-    return (props.metadata or {}).get(thumbnails.SOURCE_ETAG)
