@@ -140,10 +140,10 @@ FORMATS = [
     Case(
         "12 MP HEIC, no thumbnail inside",
         lambda: images.heic((4032, 3024), seed=22),
-        runs=5,
+        runs=7,
         variants=BARE,
     ),
-    Case("12 MP AVIF", lambda: images.avif((4032, 3024), seed=23), runs=5, variants=BARE),
+    Case("12 MP AVIF", lambda: images.avif((4032, 3024), seed=23), runs=15, variants=BARE),
     Case(
         "24 MP Adobe RGB JPEG q90",
         lambda: images.adobe_rgb_jpeg((6000, 4000), seed=24),
@@ -208,7 +208,18 @@ def per_image_table(results: list[Result]) -> Table:
 def formats_table(results: list[Result]) -> Table:
     table = Table(
         "1b. HEIC, AVIF and a wide-gamut JPEG against the bare library pipeline (128 px)",
-        ["image", "MB", "handler ms", "bare ms", "handler/bare", "handler MiB", "bare MiB"],
+        [
+            "image",
+            "MB",
+            "handler ms",
+            "bare ms",
+            "handler/bare",
+            "handler CPU ms",
+            "bare CPU ms",
+            "CPU handler/bare",
+            "handler MiB",
+            "bare MiB",
+        ],
     )
     for r in results:
         table.add(
@@ -217,6 +228,9 @@ def formats_table(results: list[Result]) -> Table:
             ms(r.wall["handler"]),
             ms(r.wall["pillow"]),
             ratio(r.wall["handler"], r.wall["pillow"]),
+            ms(r.cpu["handler"]),
+            ms(r.cpu["pillow"]),
+            ratio(r.cpu["handler"], r.cpu["pillow"]),
             mib(r.memory["handler"].delta),
             mib(r.memory["pillow"].delta),
         )
