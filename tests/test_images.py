@@ -272,6 +272,19 @@ def test_heic_keeps_exif_orientation_beside_irot_and_is_not_rotated_twice() -> N
     assert close(image.getpixel((5, 5)), gen.RED)
 
 
+def test_heic_exif_orientation_without_irot_is_not_applied() -> None:
+    """In HEIF the transformative properties (irot/imir) orient the image; libheif and
+    pillow-heif leave a lone EXIF tag aside, and so does the handler. The fixture is the
+    orientation-6 HEIC with its irot box renamed to "free" (a box every reader skips)."""
+    data = bytearray(oriented("HEIF", 6))
+    at = data.index(b"irot")
+    data[at : at + 4] = b"free"
+    _, image = thumb(bytes(data))
+    assert image.size == (128, 85)
+    assert close(image.getpixel((5, 5)), gen.RED)
+    assert close(image.getpixel((122, 5)), gen.BLUE)
+
+
 def test_heic_decodes_its_embedded_thumbnail_when_big_enough(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
