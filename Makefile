@@ -5,9 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: test check lint format typecheck pytest run bench clean deps
+.PHONY: test test-fast check lint format typecheck pytest pytest-fast run bench clean deps
 
 test: check pytest ## every check and test (what CI runs)
+
+test-fast: check pytest-fast ## every check, and every test not marked slow
 
 deps: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 
@@ -42,6 +44,9 @@ typecheck: $(VENV)/.installed
 
 pytest: deps
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
+
+pytest-fast: deps
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 run: $(VENV)/.installed node_modules/.installed
 	$(PY) -m tools.local_loop

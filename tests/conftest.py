@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from handlers.context import reset_context
+from tests.support.event_source import FAST, SourceFactory, routes_for
 from tests.support.names import unique
 from tools import azurite
 from tools import events as event_builders
+from tools.eventsource import EventSource, EventSourceConfig, RetryTiming, Target
+from tools.routes import Routes
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 
@@ -85,6 +89,39 @@ def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
 
 
 @pytest.fixture
+def make_source(
+    azurite_service: azurite.Azurite, containers: dict[str, str], tmp_path: Path
+) -> Iterator[SourceFactory]:
+    """Start event sources in front of the session's Azurite, routed to this test's
+    containers (retry policy overrides in ``retry``); all of them stop after the test."""
+    started: list[EventSource] = []
+
+    def make(
+        target: Target,
+        *,
+        routes: Routes | None = None,
+        state_dir: Path | None = None,
+        port: int = 0,
+        timing: RetryTiming = FAST,
+        **retry: int,
+    ) -> EventSource:
+        config = EventSourceConfig(
+            port=port,
+            upstream_port=azurite_service.port,
+            state_dir=state_dir or tmp_path / "state",
+            routes=routes or routes_for(containers, **retry),
+            timing=timing,
+        )
+        source = EventSource(config, target).start()
+        started.append(source)
+        return source
+
+    yield make
+    for source in started:
+        source.stop()
+
+
+@pytest.fixture
 def upload_event(
     blob_service: BlobServiceClient, azurite_service: azurite.Azurite
 ) -> Callable[..., dict[str, Any]]:
@@ -114,3 +151,26 @@ def upload_event(
         )
 
     return upload
+
+
+# What a test needs, by the fixtures it uses: its markers must say so, so that `-m "not
+# azurite"` and the like select what they promise.
+_NEEDS = {
+    "azurite": {"azurite_service"},
+    "http": {"identity", "jobs"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    missing = []
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _NEEDS.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                missing.append(
+                    f"{item.nodeid}: uses {sorted(used & fixtures)}, not marked {marker}"
+                )
+    if missing:
+        raise pytest.UsageError(
+            "tests without the marker of what they need:\n" + "\n".join(missing)
+        )

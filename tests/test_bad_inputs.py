@@ -2,9 +2,9 @@
 every accepted format, bombs, things that are not images, malformed and oversized events,
 urls that point elsewhere, names that cannot be used.
 
-Each one must end in one clear ERROR line (``outcome=failed`` and a reason naming the
-problem), return normally so that Event Grid does not retry it, and write nothing: no
-thumbnail, no ledger blob, no job, and no request to any other host.
+Each one must come to the ``failed`` outcome with a reason naming the problem, logged in
+one clear ERROR line, return normally so that Event Grid does not retry it, and write
+nothing: no thumbnail, no ledger blob, no job, and no request to any other host.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from PIL import Image
 
 from tests.support import images as gen
 from tests.support.faults import batch_environment
-from tests.support.host import invoke
+from tests.support.host import outcome_of
 from tools import azurite
 from tools import events as build
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, RecordingServer
@@ -492,13 +492,12 @@ def test_bad_input_fails_once_clearly_and_writes_nothing(
     for function in case.functions:
         caplog.clear()
         caplog.set_level(logging.INFO)
-        invoke(function, event)  # returns normally: Event Grid does not retry it
-        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-        assert len(errors) == 1, [r.getMessage()[:300] for r in errors]
-        line = errors[0].getMessage()
-        assert line.startswith(f"{function} event="), line[:300]
-        assert "outcome=failed" in line and case.reason in line, line[:500]
-        assert not [r for r in caplog.records if "outcome=retry" in r.getMessage()]
+        # Returns (raising would make Event Grid retry), as a permanent failure.
+        outcome = outcome_of(function, event)
+        assert outcome.status == "failed" and case.reason in outcome.detail, outcome
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [line[:300] for line in errors]
+        assert case.reason in errors[0], errors[0][:500]
 
     assert is_empty(blob_service, containers["thumbnails"])
     assert is_empty(blob_service, containers["ledger"])
@@ -521,8 +520,8 @@ def test_a_1024_character_name_is_still_dispatched_once(
     name = "incoming/" + "n" * 1011 + ".csv"
     assert len(name) == 1024
     event = upload_event(containers["incoming"], name, b"a\n1\n", build.CLOUD_EVENT_SCHEMA)
-    invoke("dispatch_batch_job", event)
-    invoke("dispatch_batch_job", event)
+    assert outcome_of("dispatch_batch_job", event).status == "dispatched"
+    assert outcome_of("dispatch_batch_job", event).status == "duplicate"
     assert len(jobs.jobs) == 1
     ledger = blob_service.get_container_client(containers["ledger"])
     assert len(list(ledger.list_blobs())) == 1

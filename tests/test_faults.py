@@ -24,6 +24,7 @@ from azure.storage.blob import BlobServiceClient, LinearRetry
 from handlers import batch_ledger, context
 from handlers.batch_client import BatchJobClient, DispatchRetry
 from handlers.context import AppContext, reset_context
+from handlers.outcomes import Outcome
 from handlers.pipeline import handle
 from handlers.thumbnails import SOURCE_ETAG
 from tests.support import images as gen
@@ -36,7 +37,7 @@ from tests.support.faults import (
     run_round,
     with_duplicates,
 )
-from tests.support.host import invoke
+from tests.support.host import outcome_of
 from tests.support.polling import poll
 from tools import azurite
 from tools import events as build
@@ -134,12 +135,10 @@ def test_azurite_stopped_and_restarted_mid_run(
     containers: dict[str, str],
     identity: ManagedIdentityEndpoint,
     jobs: JobsEndpoint,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Storage dies under thumbnail deliveries in flight, batch events arrive while it is
     down, then it comes back: every delivery that raised is delivered again, each image ends
     with exactly one thumbnail of its version and each batch blob with exactly one job."""
-    caplog.set_level(logging.INFO)
     base_url = use_storage(own_azurite.port, containers)
     batch_environment(identity, jobs)
     service = BlobServiceClient.from_connection_string(azurite.connection_string(own_azurite.port))
@@ -169,7 +168,7 @@ def test_azurite_stopped_and_restarted_mid_run(
         # Batch events that arrive now cannot even claim their blob: nothing may be posted.
         outage["batch"] = run_round(
             [("dispatch_batch_job", event) for event in batch_events],
-            invoke,
+            outcome_of,
             WORKERS,
             during_outage,
         )
@@ -183,7 +182,7 @@ def test_azurite_stopped_and_restarted_mid_run(
 
     controller = threading.Thread(target=break_storage, daemon=True)
     controller.start()
-    failed = run_round(order, invoke, WORKERS, report)
+    failed = run_round(order, outcome_of, WORKERS, report)
     controller.join(timeout=120)
     assert not controller.is_alive()
     assert report.raised, "no thumbnail delivery felt the outage"
@@ -192,15 +191,14 @@ def test_azurite_stopped_and_restarted_mid_run(
     assert len(outage["batch"]) == len(batch_events)
     assert set(during_outage.raised_types()) == {"StorageUnavailableError"}
     assert outage["posts"] == []
-    redeliver_until_done(failed, invoke, WORKERS, report, max_rounds=4)
-    redeliver_until_done(outage["batch"], invoke, WORKERS, during_outage, max_rounds=4)
+    redeliver_until_done(failed, outcome_of, WORKERS, report, max_rounds=4)
+    redeliver_until_done(outage["batch"], outcome_of, WORKERS, during_outage, max_rounds=4)
 
     written = thumbnails_by_name(service, containers["thumbnails"])
     assert written.keys() == events.keys()  # nothing lost
     for name, metadata in written.items():
         assert metadata[SOURCE_ETAG] == events[name]["data"]["eTag"].strip('"')
-    for blob, counts in outcomes_by_blob(caplog, "create_thumbnail").items():
-        counts.pop("retry", None)
+    for blob, counts in outcomes_by_blob(report, "create_thumbnail").items():
         # One final outcome per delivery; at most one of them wrote. A write whose answer
         # was lost with the connection is seen as done (duplicate) by the next delivery.
         assert sum(counts.values()) == 2, (blob, counts)
@@ -253,8 +251,12 @@ def test_storage_lost_after_the_job_was_posted_still_starts_one_job(
         event = upload(
             blob_service, base_url, containers["incoming"], "incoming/late.csv", b"a\n1\n"
         )
-        invoke("dispatch_batch_job", event)  # returns: the job exists
+        # Returns: the job exists.
+        outcome = outcome_of("dispatch_batch_job", event)
         (job_name,) = jobs.jobs
+        assert outcome == Outcome(
+            "dispatched", f"job {job_name} for {event['data']['url']}; ledger not updated"
+        )
         assert any(
             job_name in r.getMessage() and "could not be updated" in r.getMessage()
             for r in caplog.records
@@ -264,9 +266,10 @@ def test_storage_lost_after_the_job_was_posted_still_starts_one_job(
         # to turn stale (CLAIM_TIMEOUT) without waiting for it.
         monkeypatch.setattr(batch_ledger, "CLAIM_TIMEOUT", timedelta(0))
         redeliver_until_done(
-            [("dispatch_batch_job", event)], invoke, 1, RedeliveryReport(), max_rounds=3
+            [("dispatch_batch_job", event)], outcome_of, 1, RedeliveryReport(), max_rounds=3
         )
-        invoke("dispatch_batch_job", event)
+        again = outcome_of("dispatch_batch_job", event)
+        assert again.status == "duplicate" and "already unknown" in again.detail
         assert len(jobs.jobs) == 1
         assert len(jobs.posts()) == 1
         (record,) = ledger_records(blob_service, containers["ledger"])
@@ -318,10 +321,8 @@ def test_flapping_batch_endpoint_ends_with_one_job_per_version(
     blob_service: BlobServiceClient,
     identity: ManagedIdentityEndpoint,
     jobs: JobsEndpoint,
-    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.INFO)
     batch_environment(identity, jobs)
     monkeypatch.setenv("BATCH_TIMEOUT_SECONDS", "0.3")
     incoming = containers["incoming"]
@@ -340,7 +341,7 @@ def test_flapping_batch_endpoint_ends_with_one_job_per_version(
     report = RedeliveryReport()
     order = with_duplicates([("dispatch_batch_job", event) for event in events], 2, seed=5)
 
-    def deliver(function: str, event: dict[str, Any]) -> object:
+    def deliver(function: str, event: dict[str, Any]) -> Outcome:
         return handle(function, event, flapping)
 
     failed = run_round(order, deliver, WORKERS, report)
@@ -361,8 +362,7 @@ def test_flapping_batch_endpoint_ends_with_one_job_per_version(
     versions_of = {f"{incoming}/{e['subject'].split('/blobs/', 1)[1]}": 0 for e in events}
     for event in events:
         versions_of[f"{incoming}/{event['subject'].split('/blobs/', 1)[1]}"] += 1
-    for blob, counts in outcomes_by_blob(caplog, "dispatch_batch_job").items():
-        counts.pop("retry", None)  # raised, and delivered again
+    for blob, counts in outcomes_by_blob(report, "dispatch_batch_job").items():
         # Per version: one delivery started the job (dispatched, or failed when the answer
         # came too late), the other copy found it done.
         expected = versions_of[blob]

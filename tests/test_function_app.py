@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -13,7 +16,9 @@ from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
 import function_app
-from tests.support.host import functions
+from handlers.outcomes import Outcome
+from tests.support import images as gen
+from tests.support.host import functions, invoke, outcome_of
 from tools import events as build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +119,45 @@ def test_claim_timeout_outlives_the_function_timeout() -> None:
     )
     timeout = timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds))
     assert timeout < CLAIM_TIMEOUT
+
+
+@pytest.mark.azurite
+def test_each_invocation_logs_one_outcome_line_in_the_documented_format(
+    app_env: dict[str, str],
+    containers: dict[str, str],
+    upload_event: Callable[..., dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The one place the log line's format is pinned (README: `<function> event=<id>
+    blob=<container>/<name> outcome=<status> <detail>`); the other suites read the returned
+    Outcome. The trigger itself logs the same line as the handle() the tests call."""
+    caplog.set_level(logging.INFO, logger="handlers.pipeline")
+    images = containers["images"]
+    photo = upload_event(images, "day 1/photo.jpg", gen.encode(gen.halves((64, 48)), "JPEG"))
+    broken = upload_event(images, "broken.jpg", b"not an image")
+
+    def lines() -> list[tuple[int, str]]:
+        found = [(r.levelno, r.getMessage()) for r in caplog.records]
+        caplog.clear()
+        return found
+
+    def expected(payload: dict[str, Any], outcome: Outcome) -> str:
+        where = f"create_thumbnail event={payload['id']} blob={images}/"
+        where += payload["subject"].split("/blobs/", 1)[1]
+        if outcome.status == "failed":
+            return f"{where} outcome=failed reason={outcome.detail}"
+        return f"{where} outcome={outcome.status} {outcome.detail}"
+
+    written = outcome_of("create_thumbnail", photo)
+    assert written.status == "written"
+    assert lines() == [(logging.INFO, expected(photo, written))]
+
+    invoke("create_thumbnail", photo)  # the decorated function, as the host calls it
+    through_trigger = lines()
+    duplicate = outcome_of("create_thumbnail", photo)
+    assert duplicate.status == "duplicate"
+    assert through_trigger == lines() == [(logging.INFO, expected(photo, duplicate))]
+
+    failed = outcome_of("create_thumbnail", broken)
+    assert failed.status == "failed"
+    assert lines() == [(logging.ERROR, expected(broken, failed))]

@@ -21,13 +21,13 @@ from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
 from handlers.settings import SETTINGS
-from tests.support.local_loop import (
+from tests.support.polling import poll
+from tests.support.processes import (
     alive,
     child_pids,
     install_fake_func,
     process_group_members,
 )
-from tests.support.polling import poll
 from tools import azurite
 from tools.local_loop import function_environment
 
@@ -194,6 +194,7 @@ def test_sigterm_stops_it_and_azurite_keeps_its_data_for_the_next_run(
 
 
 @pytest.mark.azurite
+@pytest.mark.http
 @pytest.mark.slow
 def test_with_func_on_path_it_runs_func_start_and_stops_its_whole_group(
     tmp_path: Path, loops: list[Loop]
@@ -232,6 +233,7 @@ def test_with_func_on_path_it_runs_func_start_and_stops_its_whole_group(
 
 
 @pytest.mark.azurite
+@pytest.mark.http
 @pytest.mark.slow
 def test_a_sigkilled_loop_takes_azurite_and_the_host_down_with_it(
     tmp_path: Path, loops: list[Loop]

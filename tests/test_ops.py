@@ -476,6 +476,7 @@ def test_a_resumed_run_keeps_what_later_pages_finished(
 
 @pytest.mark.azurite
 @pytest.mark.http
+@pytest.mark.slow
 def test_transient_failures_exit_1_and_the_next_run_retries_just_those(
     ops: Ops,
     blob_service: BlobServiceClient,
@@ -553,6 +554,7 @@ def dead_letter(
 
 @pytest.mark.azurite
 @pytest.mark.http
+@pytest.mark.slow
 def test_replay_handles_and_archives_and_leaves_what_still_fails(
     ops: Ops,
     blob_service: BlobServiceClient,
@@ -706,6 +708,7 @@ def test_the_module_runs_as_a_command(
 
 
 @pytest.mark.azurite
+@pytest.mark.slow
 def test_ctrl_c_stops_the_command_and_the_next_run_resumes(
     app_env: dict[str, str],
     blob_service: BlobServiceClient,

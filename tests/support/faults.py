@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import socket
 import struct
 import threading
@@ -17,16 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from handlers.context import reset_context
+from handlers.outcomes import Outcome
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 # (function name, event payload): one invocation, as one Event Grid delivery makes it.
 Invocation = tuple[str, dict[str, Any]]
-Deliver = Callable[[str, dict[str, Any]], object]
-
-_BLOB = re.compile(r" blob=(.*?) outcome=(\S+)")
+Deliver = Callable[[str, dict[str, Any]], Outcome]
 
 
 def with_duplicates(deliveries: Iterable[Invocation], copies: int, seed: int) -> list[Invocation]:
@@ -51,6 +47,7 @@ class RedeliveryReport:
     attempts: int = 0
     rounds: int = 0
     raised: list[tuple[Invocation, BaseException]] = field(default_factory=list)
+    returned: list[tuple[Invocation, Outcome]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def raised_types(self) -> Counter[str]:
@@ -65,11 +62,14 @@ def run_round(
 
     def attempt(delivery: Invocation) -> None:
         try:
-            deliver(*delivery)
+            outcome = deliver(*delivery)
         except Exception as exc:
             with report.lock:
                 report.raised.append((delivery, exc))
                 failed.append(delivery)
+        else:
+            with report.lock:
+                report.returned.append((delivery, outcome))
         finally:
             with report.lock:
                 report.attempts += 1
@@ -102,23 +102,14 @@ def redeliver_until_done(
         )
 
 
-def outcome_lines(caplog: pytest.LogCaptureFixture, function: str) -> list[tuple[str, str]]:
-    """(blob, outcome) for each outcome line ``function`` logged."""
-    found = []
-    for record in caplog.records:
-        message = record.getMessage()
-        if not message.startswith(f"{function} event="):
-            continue
-        match = _BLOB.search(message)
-        if match is not None:
-            found.append((match[1], match[2]))
-    return found
-
-
-def outcomes_by_blob(caplog: pytest.LogCaptureFixture, function: str) -> dict[str, Counter[str]]:
+def outcomes_by_blob(report: RedeliveryReport, function: str) -> dict[str, Counter[str]]:
+    """For each blob (``container/name``), how many of ``function``'s invocations came to
+    each outcome status; invocations that raised are in ``report.raised`` instead."""
     counts: dict[str, Counter[str]] = {}
-    for blob, outcome in outcome_lines(caplog, function):
-        counts.setdefault(blob, Counter())[outcome] += 1
+    for (name, payload), outcome in report.returned:
+        if name == function:
+            blob = payload["subject"].split("/containers/", 1)[1].replace("/blobs/", "/", 1)
+            counts.setdefault(blob, Counter())[outcome.status] += 1
     return counts
 
 
@@ -219,3 +210,13 @@ def _reset(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def reset_connection(port: int) -> None:
+    """Connect to 127.0.0.1:``port``, send half a request line and reset the connection, as a
+    client that gives up does."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /devstoreacc")
+    # Linger 0 makes the close a reset (no shutdown first: that would send a FIN).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()

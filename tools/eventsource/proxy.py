@@ -17,6 +17,7 @@ import contextlib
 import logging
 import select
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -348,6 +349,16 @@ class PassThrough(ThreadingHTTPServer):
                 self._connections.add(connection)
             else:
                 self._connections.discard(connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that drops its connection is routine for a local proxy: one log line,
+        where socketserver would print a traceback on stderr."""
+        exc = sys.exception()
+        host, port = client_address[:2]
+        if isinstance(exc, ConnectionError):
+            logger.info("pass-through: client %s:%s went away: %s", host, port, exc)
+        else:
+            logger.error("pass-through: connection from %s:%s failed", host, port, exc_info=exc)
 
     def start(self) -> None:
         self._thread = threading.Thread(

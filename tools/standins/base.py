@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,20 +47,32 @@ class Scripted:
 
 
 class _CountingServer(ThreadingHTTPServer):
-    """Counts accepted connections where they are accepted, so connection reuse shows."""
+    """Counts accepted connections where they are accepted, so connection reuse shows, and
+    keeps what went wrong while serving instead of printing tracebacks on stderr."""
 
     daemon_threads = True
 
     def __init__(self, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         self.accepted = 0
-        self._accepted_lock = threading.Lock()
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
         super().__init__(("127.0.0.1", port), handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection = super().get_request()
-        with self._accepted_lock:
+        with self._lock:
             self.accepted += 1
         return connection
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exception()
+        if exc is not None:
+            with self._lock:
+                self.errors.append(exc)
+
+    def recorded_errors(self) -> list[BaseException]:
+        with self._lock:
+            return list(self.errors)
 
 
 class StandIn:
@@ -75,7 +88,10 @@ class StandIn:
         self.server = _CountingServer(port, self._handler_class())
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: stop() waits for the serving loop to notice, once per stand-in.
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         self._timer = threading.Timer(lifetime, self.stop)
         self._timer.daemon = True
@@ -85,6 +101,12 @@ class StandIn:
     def connections(self) -> int:
         """How many TCP connections the server has accepted so far."""
         return self.server.accepted
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """What went wrong while serving (a client that reset its connection, ...): kept
+        for the owner to look at, never printed."""
+        return self.server.recorded_errors()
 
     def posts(self) -> list[Recorded]:
         with self.lock:

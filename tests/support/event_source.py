@@ -1,18 +1,24 @@
-"""Helpers for the event source and local loop tests: a recording delivery target, routes on
-a test's own containers, a `func` on PATH, and what /proc says about processes."""
+"""Helpers for the event source suites: routes on a test's own containers, a recording
+delivery target, and short ways to drive a running event source."""
 
 from __future__ import annotations
 
 import copy
+import io
 import json
-import shlex
+import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from azure.storage.blob import BlobServiceClient
+from PIL import Image
+
+from handlers.context import reset_context
+from tests.support.polling import poll
+from tools.eventsource import EventSource, RetryTiming
 from tools.eventsource.targets import Result, result_for_status
 from tools.routes import ROUTES_FILE, Routes, parse_routes
 
@@ -68,63 +74,40 @@ class RecordingTarget:
             return [event for _, event, _ in self.deliveries]
 
 
-def _proc_stats() -> dict[int, list[str]]:
-    """Every live process's /proc/<pid>/stat fields after the command name (state first)."""
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: fields follow the last ')'.
-        stats[int(entry.name)] = stat[stat.rfind(")") + 2 :].split()
-    return stats
+FAST = RetryTiming(time_scale=0.01, max_delay=1.0)
 
 
-def child_pids(pid: int) -> set[int]:
-    """Every live descendant of ``pid``, from /proc."""
-    parents = {child: int(fields[1]) for child, fields in _proc_stats().items()}
-    found: set[int] = set()
-    frontier = [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.add(child)
-                frontier.append(child)
-    return found
+def jpeg(size: tuple[int, int] = (320, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
-def process_group_members(pgid: int) -> set[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    return {
-        member
-        for member, fields in _proc_stats().items()
-        if int(fields[2]) == pgid and fields[0] != "Z"
-    }
+SourceFactory = Callable[..., EventSource]
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+def point_functions_at(source: EventSource) -> None:
+    """The functions read the blobs through the event source, as under `make run`."""
+    os.environ["DATA_STORAGE"] = source.connection_string
+    reset_context()
 
 
-# Core Tools cannot be installed here, so tests of the local loop's func mode put this
-# `func` first on PATH: the functions host stand-in, started the way the loop starts `func
-# start` (from the project root, which `-m` puts on sys.path).
-FAKE_FUNC = """#!/bin/sh
-exec {python} -m tools.standins.functions_host "$@"
-"""
+def client(source: EventSource, **options: Any) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(source.connection_string, **options)
 
 
-def install_fake_func(bin_dir: Path, python: str) -> Path:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    path = bin_dir / "func"
-    path.write_text(FAKE_FUNC.format(python=shlex.quote(python)))
-    path.chmod(0o755)
-    return path
+def delivered_events(target: RecordingTarget, source: EventSource) -> list[dict[str, Any]]:
+    """Every event for writes made so far, once none is left to deliver.
+
+    The pass-through records an event before it relays Azurite's answer, so when an upload
+    has returned its events are queued; an empty queue means all of them reached the target.
+    """
+    poll(lambda: not source.queue.pending(), 10, "the queue to drain")
+    return target.events()
+
+
+def thumbnail_of(service: BlobServiceClient, containers: dict[str, str], name: str) -> bytes:
+    blob = service.get_blob_client(containers["thumbnails"], f"{containers['images']}/{name}")
+    return poll(
+        lambda: blob.download_blob().readall() if blob.exists() else None, 10, f"thumbnail {name}"
+    )
