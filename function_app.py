@@ -5,6 +5,7 @@ parameter's annotation as a real class.
 """
 
 import logging
+from datetime import datetime
 from typing import Any
 
 import azure.functions as func
@@ -19,26 +20,18 @@ logging.getLogger("azure").setLevel(logging.WARNING)
 def event_to_dict(event: Any) -> dict[str, Any]:
     """The event as the JSON Event Grid sent, in whichever schema it used."""
     if isinstance(event, func.CloudEvent):
-        return {
-            "specversion": event.specversion,
-            "id": event.id,
-            "source": event.source,
-            "type": event.type,
-            "subject": event.subject,
-            "time": event.time.isoformat() if event.time else None,
-            "data": event.get_json(),
-        }
-    if isinstance(event, func.EventGridEvent):
-        return {
-            "id": event.id,
-            "topic": event.topic,
-            "subject": event.subject,
-            "eventType": event.event_type,
-            "eventTime": event.event_time.isoformat() if event.event_time else None,
-            "data": event.get_json(),
-            "dataVersion": event.data_version,
-        }
-    raise TypeError(f"not an Event Grid event: {type(event).__name__}")
+        envelope = {"specversion": event.specversion, "source": event.source, "type": event.type}
+        when = {"time": _iso(event.time)}
+    elif isinstance(event, func.EventGridEvent):
+        envelope = {"topic": event.topic, "eventType": event.event_type}
+        when = {"eventTime": _iso(event.event_time), "dataVersion": event.data_version}
+    else:
+        raise TypeError(f"not an Event Grid event: {type(event).__name__}")
+    return {"id": event.id, **envelope, "subject": event.subject, **when, "data": event.get_json()}
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
 
 
 # The annotation says EventGridEvent because the worker accepts one class there; the

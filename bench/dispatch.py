@@ -194,9 +194,9 @@ def table(runs: list[Run]) -> Table:
             "identity TCP connections",
         ],
     )
-    seed = median([r.wall for r in runs if r.variant == "seed Logic App"])
-    for variant in VARIANTS:
-        mine = [r for r in runs if r.variant == variant]
+    by_variant = {variant: [r for r in runs if r.variant == variant] for variant in VARIANTS}
+    seed = median([r.wall for r in by_variant["seed Logic App"]])
+    for variant, mine in by_variant.items():
         wall = median([r.wall for r in mine])
         latencies = [value for r in mine for value in r.latencies]
         result.add(

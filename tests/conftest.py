@@ -3,6 +3,7 @@ environment and process context for every test."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,10 +13,17 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from handlers.context import reset_context
-from tests.support.event_source import FAST, SourceFactory, routes_for
+from tests.support.event_source import (
+    FAST,
+    RecordedSource,
+    RecordingTarget,
+    SourceFactory,
+    routes_for,
+)
+from tests.support.faults import batch_environment
 from tests.support.names import unique
+from tests.support.uploads import upload
 from tools import azurite
-from tools import events as event_builders
 from tools.eventsource import EventSource, EventSourceConfig, RetryTiming, Target
 from tools.routes import Routes
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
@@ -89,6 +97,14 @@ def jobs(identity: ManagedIdentityEndpoint) -> Iterator[JobsEndpoint]:
 
 
 @pytest.fixture
+def dispatching(identity: ManagedIdentityEndpoint, jobs: JobsEndpoint) -> JobsEndpoint:
+    """This process pointed at the identity and jobs stand-ins, so batch dispatch posts jobs
+    instead of a dry run; the jobs endpoint."""
+    batch_environment(identity, jobs)
+    return jobs
+
+
+@pytest.fixture
 def make_source(
     azurite_service: azurite.Azurite, containers: dict[str, str], tmp_path: Path
 ) -> Iterator[SourceFactory]:
@@ -122,35 +138,19 @@ def make_source(
 
 
 @pytest.fixture
+def recorded(make_source: SourceFactory) -> RecordedSource:
+    """An event source on this test's routes that delivers to a recording target."""
+    target = RecordingTarget()
+    return RecordedSource(target, make_source(target))
+
+
+@pytest.fixture
 def upload_event(
     blob_service: BlobServiceClient, azurite_service: azurite.Azurite
 ) -> Callable[..., dict[str, Any]]:
-    """Upload bytes as a blob and return the BlobCreated event Azure would send for it."""
-
-    def upload(
-        container: str,
-        name: str,
-        data: bytes,
-        schema: str = event_builders.EVENT_GRID_SCHEMA,
-        content_type: str = "application/octet-stream",
-    ) -> dict[str, Any]:
-        from azure.storage.blob import ContentSettings
-
-        result = blob_service.get_blob_client(container, name).upload_blob(
-            data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
-        )
-        return event_builders.blob_created(
-            account=azurite.ACCOUNT,
-            service_url=azurite_service.blob_url,
-            container=container,
-            blob_name=name,
-            etag=str(result["etag"]),
-            content_type=content_type,
-            content_length=len(data),
-            schema=schema,
-        )
-
-    return upload
+    """Upload bytes as a blob and return the BlobCreated event Azure would send for it:
+    ``upload_event(container, name, data, schema=..., content_type=...)``."""
+    return functools.partial(upload, blob_service, azurite_service.blob_url)
 
 
 # What a test needs, by the fixtures it uses: its markers must say so, so that `-m "not

@@ -8,23 +8,16 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobServiceClient
 
 from handlers.thumbnails import SOURCE_ETAG
+from tests.support import faults
 from tests.support import images as gen
-from tests.support.faults import (
-    Invocation,
-    RedeliveryReport,
-    batch_environment,
-    outcomes_by_blob,
-    redeliver_until_done,
-    run_round,
-    with_duplicates,
-)
 from tests.support.host import outcome_of
+from tests.support.uploads import upload_events
 from tools import azurite
 from tools import events as build
-from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
+from tools.standins import JobsEndpoint
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http, pytest.mark.slow]
 
@@ -54,58 +47,45 @@ def upload_all(
     uploaded = []
     for number in range(BLOBS):
         name, data, content_type = small_image(number)
-        result = service.get_blob_client(container, name).upload_blob(
-            data, content_settings=ContentSettings(content_type=content_type)
+        schemas = (build.EVENT_GRID_SCHEMA, build.CLOUD_EVENT_SCHEMA)
+        events = upload_events(
+            service, base_url, container, name, data, content_type=content_type, schemas=schemas
         )
-        events = [
-            build.blob_created(
-                account=azurite.ACCOUNT,
-                service_url=base_url,
-                container=container,
-                blob_name=name,
-                etag=str(result["etag"]),
-                content_type=content_type,
-                content_length=len(data),
-                schema=schema,
-            )
-            for schema in (build.EVENT_GRID_SCHEMA, build.CLOUD_EVENT_SCHEMA)
-        ]
         uploaded.append((name, events[0], events[1]))
     return uploaded
 
 
+@pytest.mark.usefixtures("app_env")
 def test_every_event_three_times_gives_one_thumbnail_and_one_job_per_version(
-    app_env: dict[str, str],
     containers: dict[str, str],
     azurite_service: azurite.Azurite,
     blob_service: BlobServiceClient,
-    identity: ManagedIdentityEndpoint,
-    jobs: JobsEndpoint,
+    dispatching: JobsEndpoint,
 ) -> None:
-    batch_environment(identity, jobs)
+    jobs = dispatching
     images = containers["images"]
     uploaded = upload_all(blob_service, azurite_service.blob_url, images)
-    deliveries: list[Invocation] = []
+    deliveries: list[faults.Invocation] = []
     for _, thumbnail_event, batch_event in uploaded:
         deliveries.append(("create_thumbnail", thumbnail_event))
         deliveries.append(("dispatch_batch_job", batch_event))
-    order = with_duplicates(deliveries, COPIES, SEED)
+    order = faults.with_duplicates(deliveries, COPIES, SEED)
     assert len(order) == BLOBS * 2 * COPIES
 
-    report = RedeliveryReport()
-    failed = run_round(order, outcome_of, WORKERS, report)
+    report = faults.RedeliveryReport()
+    failed = faults.run_round(order, outcome_of, WORKERS, report)
     # A duplicate that waited longer than claim_wait_seconds for the claim holder raises
     # DispatchInProgressError on purpose; Event Grid delivers it again.
-    redeliver_until_done(failed, outcome_of, WORKERS, report, max_rounds=5)
+    faults.redeliver_until_done(failed, outcome_of, WORKERS, report, max_rounds=5)
     assert set(report.raised_types()) <= {"DispatchInProgressError"}, report.raised_types()
 
     expected = {f"{images}/{name}" for name, _, _ in uploaded}
-    thumbnails = outcomes_by_blob(report, "create_thumbnail")
+    thumbnails = faults.outcomes_by_blob(report, "create_thumbnail")
     assert thumbnails.keys() == expected
     for blob, counts in thumbnails.items():
         assert counts == Counter({"written": 1, "duplicate": COPIES - 1}), (blob, counts)
 
-    dispatches = outcomes_by_blob(report, "dispatch_batch_job")
+    dispatches = faults.outcomes_by_blob(report, "dispatch_batch_job")
     assert dispatches.keys() == expected
     for blob, counts in dispatches.items():
         # A copy that raised was delivered again: it returned one final outcome.

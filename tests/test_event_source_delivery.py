@@ -1,8 +1,10 @@
-"""The event source delivers like Event Grid: retried, dead-lettered in Event Grid's format,
-waiting for a host that is down, and kept across restarts."""
+"""The event source delivers like Event Grid: to the functions (in-process or through the
+host's webhook), retried, dead-lettered in Event Grid's format, waiting for a host that is
+down, and kept across restarts."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -13,8 +15,10 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+from PIL import Image
 
 from tests.support.event_source import (
+    RecordedSource,
     RecordingTarget,
     SourceFactory,
     client,
@@ -24,14 +28,27 @@ from tests.support.event_source import (
 )
 from tests.support.polling import poll
 from tools import azurite, deadletter_format
-from tools.eventsource import (
-    InProcessTarget,
-    Report,
-    WebhookTarget,
-)
+from tools.eventsource import InProcessTarget, Report, WebhookTarget
 from tools.standins.functions_host import FunctionsHostStandIn
 
-pytestmark = pytest.mark.azurite
+# Every test runs with the app settings on its own containers (the functions read them).
+pytestmark = [pytest.mark.azurite, pytest.mark.usefixtures("app_env")]
+
+
+# --- end to end with the functions ---------------------------------------------------------
+
+
+def test_upload_through_the_pass_through_makes_a_thumbnail(
+    containers: dict[str, str], make_source: SourceFactory
+) -> None:
+    source = make_source(InProcessTarget())
+    point_functions_at(source)
+    service = client(source)
+    name = "holiday/beach day #1 é.jpg"  # spaces, '#', unicode round-trip
+    service.get_blob_client(containers["images"], name).upload_blob(jpeg((640, 400)))
+
+    thumbnail = Image.open(io.BytesIO(thumbnail_of(service, containers, name)))
+    assert max(thumbnail.size) == 128
 
 
 # --- retries, dead-letters, hosts that are down, restarts -------------------------------------
@@ -47,8 +64,16 @@ def dead_letters(service: BlobServiceClient, container: str) -> list[tuple[str, 
     ]
 
 
+def first_dead_letter(service: BlobServiceClient, container: str) -> tuple[str, Any]:
+    """(name, JSON) of the first dead-letter blob, once there is one."""
+    return poll(
+        lambda: (found := dead_letters(service, container)) and found[0],
+        10,
+        "the dead-letter blob",
+    )
+
+
 def test_a_failing_handler_is_retried_then_dead_lettered(
-    app_env: dict[str, str],
     containers: dict[str, str],
     make_source: SourceFactory,
     blob_service: BlobServiceClient,
@@ -62,11 +87,7 @@ def test_a_failing_handler_is_retried_then_dead_lettered(
     before = datetime.now(UTC)
     upload = client(source).get_blob_client(containers["images"], "broken.jpg").upload_blob(jpeg())
 
-    (name, document) = poll(
-        lambda: (found := dead_letters(blob_service, containers["deadletter"])) and found[0],
-        10,
-        "the dead-letter blob",
-    )
+    (name, document) = first_dead_letter(blob_service, containers["deadletter"])
     after = datetime.now(UTC)
     parsed = deadletter_format.parse_name(name)
     assert parsed.subscription == "THUMBNAILS"
@@ -93,7 +114,6 @@ def test_a_failing_handler_is_retried_then_dead_lettered(
 
 
 def test_an_event_past_its_time_to_live_is_dead_lettered_with_cloud_event_fields(
-    app_env: dict[str, str],
     containers: dict[str, str],
     make_source: SourceFactory,
     blob_service: BlobServiceClient,
@@ -103,11 +123,7 @@ def test_an_event_past_its_time_to_live_is_dead_lettered_with_cloud_event_fields
     source = make_source(target, eventTimeToLiveInMinutes=1, maxDeliveryAttempts=30)
     client(source).get_blob_client(containers["incoming"], "incoming/late.csv").upload_blob(b"a")
 
-    (name, document) = poll(
-        lambda: (found := dead_letters(blob_service, containers["deadletter"])) and found[0],
-        10,
-        "the dead-letter blob",
-    )
+    (name, document) = first_dead_letter(blob_service, containers["deadletter"])
     assert name.startswith("BATCH/")
     (event,) = document
     assert event["specversion"] == "1.0"
@@ -119,20 +135,13 @@ def test_an_event_past_its_time_to_live_is_dead_lettered_with_cloud_event_fields
 
 
 def test_a_bad_request_is_not_retried(
-    app_env: dict[str, str],
-    containers: dict[str, str],
-    make_source: SourceFactory,
-    blob_service: BlobServiceClient,
+    containers: dict[str, str], recorded: RecordedSource, blob_service: BlobServiceClient
 ) -> None:
-    target = RecordingTarget(statuses=[400])
-    source = make_source(target)
-    client(source).get_blob_client(containers["images"], "bad.jpg").upload_blob(b"x")
+    target = recorded.target
+    target.statuses[:] = [400]
+    recorded.service.get_blob_client(containers["images"], "bad.jpg").upload_blob(b"x")
 
-    (_, document) = poll(
-        lambda: (found := dead_letters(blob_service, containers["deadletter"])) and found[0],
-        10,
-        "the dead-letter blob",
-    )
+    (_, document) = first_dead_letter(blob_service, containers["deadletter"])
     assert document[0]["deadLetterReason"] == "UndeliverableDueToHttpBadRequest"
     assert document[0]["deliveryAttempts"] == 1
     assert len(target.deliveries) == 1
@@ -140,7 +149,7 @@ def test_a_bad_request_is_not_retried(
 
 @pytest.mark.http
 def test_webhook_delivery_is_what_func_start_expects(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], make_source: SourceFactory
 ) -> None:
     host = FunctionsHostStandIn(run_functions=False, status=202)
     try:
@@ -169,7 +178,7 @@ def test_webhook_delivery_is_what_func_start_expects(
 
 @pytest.mark.http
 def test_an_upload_made_while_the_host_is_down_is_delivered_when_it_comes_up(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], make_source: SourceFactory
 ) -> None:
     host_port = azurite.free_port()
     source = make_source(WebhookTarget(f"http://127.0.0.1:{host_port}"))
@@ -191,7 +200,6 @@ def test_an_upload_made_while_the_host_is_down_is_delivered_when_it_comes_up(
 
 @pytest.mark.http
 def test_pending_deliveries_survive_a_restart_of_the_event_source(
-    app_env: dict[str, str],
     containers: dict[str, str],
     make_source: SourceFactory,
     tmp_path: Path,

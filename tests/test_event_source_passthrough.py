@@ -15,19 +15,12 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from tests.support.event_source import (
-    RecordingTarget,
-    SourceFactory,
-    client,
-    delivered_events,
-)
+from tests.support.event_source import RecordedSource, RecordingTarget, SourceFactory, client
 from tests.support.faults import reset_connection
 from tests.support.names import unique
 from tests.support.polling import poll
 from tools import azurite
-from tools.eventsource import (
-    PortInUseError,
-)
+from tools.eventsource import PortInUseError
 from tools.eventsource.proxy import PassThrough
 
 pytestmark = pytest.mark.azurite
@@ -37,14 +30,11 @@ pytestmark = pytest.mark.azurite
 
 
 def test_reads_lists_deletes_and_container_operations_pass_through(
-    app_env: dict[str, str],
     containers: dict[str, str],
-    make_source: SourceFactory,
+    recorded: RecordedSource,
     blob_service: BlobServiceClient,
 ) -> None:
-    target = RecordingTarget()
-    source = make_source(target)
-    through = client(source)
+    through = recorded.service
     name = unique("passthrough")
     container = through.create_container(name, metadata={"purpose": "test"})
     data = os.urandom(300_000)
@@ -72,7 +62,7 @@ def test_reads_lists_deletes_and_container_operations_pass_through(
     assert not direct.get_blob_client("dir/one.bin").exists()
     through.delete_container(name)
     assert not direct.exists()
-    assert target.events() == []  # none of this creates blobs in a routed container
+    assert recorded.target.events() == []  # none of this creates blobs in a routed container
 
 
 def raw_exchange(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
@@ -90,14 +80,13 @@ def raw_exchange(port: int, request: bytes) -> tuple[bytes, dict[str, str], byte
 
 
 def test_responses_are_relayed_byte_for_byte(
-    app_env: dict[str, str],
     containers: dict[str, str],
-    make_source: SourceFactory,
+    recorded: RecordedSource,
     azurite_service: azurite.Azurite,
 ) -> None:
     """Same request straight to Azurite and through the pass-through: same answer, apart
     from the per-request id and date."""
-    source = make_source(RecordingTarget())
+    source = recorded.source
     request = (
         f"GET /{azurite.ACCOUNT}/{containers['images']}?restype=container&comp=list HTTP/1.1\r\n"
         "Host: 127.0.0.1\r\nx-ms-version: 2021-08-06\r\nConnection: close\r\n\r\n"
@@ -113,9 +102,9 @@ def test_responses_are_relayed_byte_for_byte(
 
 
 def test_expect_100_continue_goes_through_to_azurite(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
-    source = make_source(RecordingTarget())
+    source = recorded.source
     blob = client(source).get_blob_client(containers["incoming"], "expect.bin")
     path = blob.url.split(str(source.port), 1)[1]
     with socket.create_connection(("127.0.0.1", source.port), timeout=10) as sock:
@@ -181,12 +170,12 @@ def test_a_refusal_before_the_body_reaches_the_client_at_once() -> None:
 
 
 def test_a_client_that_resets_its_connection_is_one_log_line_not_a_traceback(
-    make_source: SourceFactory,
+    recorded: RecordedSource,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.INFO, logger="tools.eventsource.proxy")
-    source = make_source(RecordingTarget())
+    source = recorded.source
     reset_connection(source.port)
     (line,) = poll(
         lambda: [r.getMessage() for r in caplog.records if "went away" in r.getMessage()],
@@ -198,9 +187,9 @@ def test_a_client_that_resets_its_connection_is_one_log_line_not_a_traceback(
 
 
 def test_keep_alive_connections_are_reused(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
-    source = make_source(RecordingTarget())
+    source = recorded.source
     service = client(source)
     container = service.get_container_client(containers["incoming"])
     for number in range(20):
@@ -254,7 +243,7 @@ def _rss_bytes() -> int:
 
 @pytest.mark.slow
 def test_a_large_upload_does_not_grow_the_pass_through_memory(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
     """One 128 MiB Put Blob (SAS-signed, body from a generator, so the client holds 1 MiB
     at a time) through the pass-through running in this process: the process's memory
@@ -264,8 +253,7 @@ def test_a_large_upload_does_not_grow_the_pass_through_memory(
 
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
-    target = RecordingTarget()
-    source = make_source(target)
+    source = recorded.source
     name = "incoming/huge.bin"
     sas = generate_blob_sas(
         azurite.ACCOUNT,
@@ -306,7 +294,7 @@ def test_a_large_upload_does_not_grow_the_pass_through_memory(
         connection.close()
     assert response.status == 201
     assert peak[0] - baseline < 32 * 1024 * 1024, f"grew by {(peak[0] - baseline) >> 20} MiB"
-    (event,) = delivered_events(target, source)
+    (event,) = recorded.delivered()
     assert event["data"]["contentLength"] == size
     assert event["data"]["api"] == "PutBlob"
 

@@ -1,61 +1,33 @@
 """The local event source turns blob-creating writes into BlobCreated events shaped like
-Azure's, routed like Event Grid, and the functions run on them end to end."""
+Azure's, routed like Event Grid."""
 
 from __future__ import annotations
 
-import io
 import os
 import re
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContentSettings
-from PIL import Image
+from azure.storage.blob import ContentSettings
 
-from tests.support.event_source import (
-    RecordingTarget,
-    SourceFactory,
-    client,
-    delivered_events,
-    jpeg,
-    point_functions_at,
-    thumbnail_of,
-)
+from tests.support.event_source import RecordedSource, client
 from tests.support.names import unique
 from tools import azurite
-from tools.eventsource import (
-    InProcessTarget,
-)
 
 pytestmark = pytest.mark.azurite
 
 
-# --- end to end with the functions ---------------------------------------------------------
-
-
-def test_upload_through_the_pass_through_makes_a_thumbnail(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
-) -> None:
-    source = make_source(InProcessTarget())
-    point_functions_at(source)
-    service = client(source)
-    name = "holiday/beach day #1 é.jpg"  # spaces, '#', unicode round-trip
-    service.get_blob_client(containers["images"], name).upload_blob(jpeg((640, 400)))
-
-    thumbnail = Image.open(io.BytesIO(thumbnail_of(service, containers, name)))
-    assert max(thumbnail.size) == 128
+# --- routed like Event Grid ----------------------------------------------------------------
 
 
 def test_batch_route_gets_cloud_events(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
-    target = RecordingTarget()
-    source = make_source(target)
-    service = client(source)
+    service = recorded.service
     service.get_blob_client(containers["incoming"], "incoming/rows.csv").upload_blob(b"a,b\n")
     service.get_blob_client(containers["incoming"], "elsewhere/rows.csv").upload_blob(b"a,b\n")
 
-    (event,) = delivered_events(target, source)
-    assert target.deliveries[0][0] == "dispatch_batch_job"
+    (event,) = recorded.delivered()
+    assert recorded.target.deliveries[0][0] == "dispatch_batch_job"
     assert event["specversion"] == "1.0"
     assert event["type"] == "Microsoft.Storage.BlobCreated"
     assert event["subject"] == (
@@ -68,11 +40,10 @@ def test_batch_route_gets_cloud_events(
 
 
 def test_put_blob_event_is_shaped_like_azures(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
-    target = RecordingTarget()
-    source = make_source(target)
-    blob = client(source).get_blob_client(containers["images"], "a/b c.png")
+    source = recorded.source
+    blob = recorded.service.get_blob_client(containers["images"], "a/b c.png")
     data = b"\x89PNG not really" * 100
     sent: dict[str, str] = {}
     result = blob.upload_blob(
@@ -84,8 +55,8 @@ def test_put_blob_event_is_shaped_like_azures(
         ),
     )
 
-    (event,) = delivered_events(target, source)
-    assert target.deliveries[0][0] == "create_thumbnail"
+    (event,) = recorded.delivered()
+    assert recorded.target.deliveries[0][0] == "create_thumbnail"
     assert set(event) == {
         "id",
         "topic",
@@ -114,33 +85,28 @@ def test_put_blob_event_is_shaped_like_azures(
 
 
 def test_chunked_upload_makes_exactly_one_event(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
-    target = RecordingTarget()
-    source = make_source(target)
+    source = recorded.source
     service = client(source, max_single_put_size=256 * 1024, max_block_size=256 * 1024)
     data = os.urandom(5 * 256 * 1024 + 123)
     result = service.get_blob_client(containers["images"], "big/scan.tif").upload_blob(
         data, content_settings=ContentSettings(content_type="image/tiff"), max_concurrency=2
     )
 
-    (event,) = delivered_events(target, source)
+    (event,) = recorded.delivered()
     assert event["data"]["api"] == "PutBlockList"
     assert event["data"]["contentLength"] == len(data)  # read back from Azurite
     assert event["data"]["contentType"] == "image/tiff"
     assert event["data"]["eTag"] == result["etag"]
 
 
-def test_overwrite_makes_a_new_event(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
-) -> None:
-    target = RecordingTarget()
-    source = make_source(target)
-    blob = client(source).get_blob_client(containers["images"], "again.jpg")
+def test_overwrite_makes_a_new_event(containers: dict[str, str], recorded: RecordedSource) -> None:
+    blob = recorded.service.get_blob_client(containers["images"], "again.jpg")
     first = blob.upload_blob(b"one")
     second = blob.upload_blob(b"two!", overwrite=True)
 
-    events = delivered_events(target, source)
+    events = recorded.delivered()
     assert [event["data"]["eTag"] for event in events] == [first["etag"], second["etag"]]
     assert events[0]["id"] != events[1]["id"]
     assert events[0]["data"]["sequencer"] < events[1]["data"]["sequencer"]
@@ -148,17 +114,15 @@ def test_overwrite_makes_a_new_event(
 
 
 def test_a_copy_makes_an_event_with_the_copys_properties(
-    app_env: dict[str, str], containers: dict[str, str], make_source: SourceFactory
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
-    target = RecordingTarget()
-    source = make_source(target)
-    service = client(source)
+    service = recorded.service
     original = service.get_blob_client(containers["incoming"], "source.jpg")
     original.upload_blob(b"x" * 1000, content_settings=ContentSettings(content_type="image/jpeg"))
     copied = service.get_blob_client(containers["images"], "copied.jpg")
     copied.start_copy_from_url(original.url)
 
-    (event,) = delivered_events(target, source)
+    (event,) = recorded.delivered()
     data = event["data"]
     assert data["api"] == "CopyBlob"
     assert data["contentLength"] == 1000  # read back from Azurite
@@ -210,14 +174,9 @@ def test_which_requests_create_blobs(
 
 
 def test_blobs_outside_every_route_make_no_event(
-    app_env: dict[str, str],
-    containers: dict[str, str],
-    make_source: SourceFactory,
-    blob_service: BlobServiceClient,
+    containers: dict[str, str], recorded: RecordedSource
 ) -> None:
-    target = RecordingTarget()
-    source = make_source(target)
-    service = client(source)
+    service = recorded.service
     elsewhere = unique("elsewhere")
     service.create_container(elsewhere)
     service.get_blob_client(elsewhere, "photo.jpg").upload_blob(b"not routed")
@@ -226,5 +185,5 @@ def test_blobs_outside_every_route_make_no_event(
     service.create_container(containers["thumbnails"])
     service.get_blob_client(containers["thumbnails"], "x.jpg").upload_blob(b"output")
 
-    assert delivered_events(target, source) == []
-    assert source.queue.pending() == []
+    assert recorded.delivered() == []
+    assert recorded.source.queue.pending() == []

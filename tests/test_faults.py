@@ -39,6 +39,7 @@ from tests.support.faults import (
 )
 from tests.support.host import outcome_of
 from tests.support.polling import poll
+from tests.support.uploads import upload
 from tools import azurite
 from tools import events as build
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Recorded, Scripted
@@ -93,27 +94,6 @@ def use_storage(blob_port: int, containers: dict[str, str]) -> str:
     os.environ.pop("BATCH_ENDPOINT_URI", None)
     reset_context()
     return f"http://127.0.0.1:{blob_port}/{azurite.ACCOUNT}"
-
-
-def upload(
-    service: BlobServiceClient,
-    base_url: str,
-    container: str,
-    name: str,
-    data: bytes,
-    schema: str = build.EVENT_GRID_SCHEMA,
-) -> dict[str, Any]:
-    """Upload straight to storage; return the event Azure would send, naming ``base_url``."""
-    result = service.get_blob_client(container, name).upload_blob(data, overwrite=True)
-    return build.blob_created(
-        account=azurite.ACCOUNT,
-        service_url=base_url,
-        container=container,
-        blob_name=name,
-        etag=str(result["etag"]),
-        content_length=len(data),
-        schema=schema,
-    )
 
 
 def thumbnails_by_name(service: BlobServiceClient, container: str) -> dict[str, dict[str, str]]:
@@ -319,11 +299,10 @@ def test_flapping_batch_endpoint_ends_with_one_job_per_version(
     containers: dict[str, str],
     azurite_service: azurite.Azurite,
     blob_service: BlobServiceClient,
-    identity: ManagedIdentityEndpoint,
-    jobs: JobsEndpoint,
+    dispatching: JobsEndpoint,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    batch_environment(identity, jobs)
+    jobs = dispatching
     monkeypatch.setenv("BATCH_TIMEOUT_SECONDS", "0.3")
     incoming = containers["incoming"]
     base_url = azurite_service.blob_url

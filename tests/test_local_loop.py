@@ -61,6 +61,16 @@ class Loop:
                     f"no {marker!r} within {seconds} s:\n" + "".join(self.output[-40:])
                 )
 
+    def thumbnail_of_an_upload(self, name: str, seconds: float) -> None:
+        """Upload a JPEG as images/<name> through the loop's blob port; wait for its
+        thumbnail."""
+        service = BlobServiceClient.from_connection_string(
+            azurite.connection_string(self.blob_port)
+        )
+        service.get_blob_client("images", name).upload_blob(jpeg())
+        thumbnail = service.get_blob_client("thumbnails", f"images/{name}")
+        poll(thumbnail.exists, seconds, f"the thumbnail of {name}:\n" + "".join(self.output))
+
     def stop(self, sig: signal.Signals) -> int:
         self.process.send_signal(sig)
         return self.process.wait(timeout=30)
@@ -156,13 +166,7 @@ def test_make_run_turns_an_upload_into_a_thumbnail_and_stops_cleanly(
     assert "dry-run" in text
     children = child_pids(loop.process.pid)
 
-    service = BlobServiceClient.from_connection_string(azurite.connection_string(loop.blob_port))
-    service.get_blob_client("images", "mine/photo.jpg").upload_blob(jpeg())
-    thumbnail = service.get_blob_client("thumbnails", "images/mine/photo.jpg")
-    deadline = time.monotonic() + 2.0
-    while not thumbnail.exists():
-        assert time.monotonic() < deadline, "no thumbnail within 2 s:\n" + "".join(loop.output)
-        time.sleep(0.05)
+    loop.thumbnail_of_an_upload("mine/photo.jpg", 2.0)
     line = loop.wait_for("blob=images/mine/photo.jpg attempt=1/10 outcome=Succeeded", 5)
     assert "subscription=thumbnails" in line
 
@@ -220,13 +224,7 @@ def test_with_func_on_path_it_runs_func_start_and_stops_its_whole_group(
     children = child_pids(loop.process.pid)
     assert len(children) >= 3  # Azurite, the host, the host's worker
 
-    service = BlobServiceClient.from_connection_string(azurite.connection_string(loop.blob_port))
-    service.get_blob_client("images", "via-func.jpg").upload_blob(jpeg())
-    thumbnail = service.get_blob_client("thumbnails", "images/via-func.jpg")
-    deadline = time.monotonic() + 5.0
-    while not thumbnail.exists():
-        assert time.monotonic() < deadline, "no thumbnail:\n" + "".join(loop.output)
-        time.sleep(0.05)
+    loop.thumbnail_of_an_upload("via-func.jpg", 5.0)
 
     assert loop.stop(signal.SIGINT) == 0
     assert_nothing_left(loop, children)

@@ -29,10 +29,11 @@ from PIL import Image
 
 from handlers import pipeline
 from handlers.batch_ledger import ledger_name
-from handlers.context import AppContext, reset_context
+from handlers.context import AppContext
 from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome
 from handlers.thumbnails import SOURCE_ETAG
+from tests.support.faults import batch_environment
 from tools import azurite
 from tools import events as build
 from tools.ops import main, state
@@ -127,15 +128,6 @@ def routes_file(tmp_path: Path, containers: dict[str, str]) -> Path:
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
-
-
-def use_endpoint(identity: ManagedIdentityEndpoint, scoring_uri: str) -> None:
-    """Point the batch settings at ``scoring_uri``, with the stand-in managed identity."""
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
-            del os.environ[name]
-    os.environ.update({**identity.environment(), "BATCH_ENDPOINT_URI": scoring_uri})
-    reset_context()
 
 
 Ops = Callable[..., Result]
@@ -266,7 +258,7 @@ def test_backfill_does_what_the_routes_say_and_a_second_run_writes_nothing(
     etags = fill_images(blob_service, containers)
     thumbnail_beforehand(upload_event, containers)
     fill_batch(blob_service, containers)
-    use_endpoint(identity, jobs.scoring_uri)
+    batch_environment(identity, jobs)
     before = outputs(blob_service, containers["thumbnails"])
 
     first = ops("backfill", "--container", images, "--concurrency", "4")
@@ -488,7 +480,7 @@ def test_transient_failures_exit_1_and_the_next_run_retries_just_those(
     incoming = containers["incoming"]
     fill_batch(blob_service, containers)
     # Nothing listens on this port: every job request fails to connect (transient).
-    use_endpoint(identity, f"http://127.0.0.1:{azurite.free_port()}/jobs")
+    batch_environment(identity, f"http://127.0.0.1:{azurite.free_port()}/jobs")
     failing = ops("backfill", "--container", incoming, "--concurrency", "3")
     assert failing.code == 1, failing.out + failing.err
     assert failing.counts() == counts(0, 0, 0, len(BATCH_OFFERED))
@@ -497,7 +489,7 @@ def test_transient_failures_exit_1_and_the_next_run_retries_just_those(
     saved = json.loads(checkpoint.read_text())
     assert sorted(saved["retry"]) == sorted(BATCH_OFFERED) and saved["listingComplete"]
 
-    use_endpoint(identity, jobs.scoring_uri)
+    batch_environment(identity, jobs)
     retry = Recording()
     fixed = ops("backfill", "--container", incoming, handle=retry)
     assert fixed.code == 0, fixed.out + fixed.err
@@ -558,7 +550,6 @@ def dead_letter(
 def test_replay_handles_and_archives_and_leaves_what_still_fails(
     ops: Ops,
     blob_service: BlobServiceClient,
-    azurite_service: azurite.Azurite,
     containers: dict[str, str],
     upload_event: Callable[..., dict[str, Any]],
     identity: ManagedIdentityEndpoint,
@@ -582,7 +573,7 @@ def test_replay_handles_and_archives_and_leaves_what_still_fails(
     thumbs_before = outputs(blob_service, containers["thumbnails"])
     dead_before = outputs(blob_service, dead)
 
-    use_endpoint(identity, f"http://127.0.0.1:{azurite.free_port()}/jobs")
+    batch_environment(identity, f"http://127.0.0.1:{azurite.free_port()}/jobs")
     first = ops("replay-deadletters")
     assert first.code == 1, first.out + first.err
     assert "archived 2, left in place 1, malformed 1" in first.out
@@ -608,7 +599,7 @@ def test_replay_handles_and_archives_and_leaves_what_still_fails(
     )
 
     # The endpoint is back: the batch dead letter goes through; the malformed one stays.
-    use_endpoint(identity, jobs.scoring_uri)
+    batch_environment(identity, jobs)
     second = ops("replay-deadletters")
     assert second.code == 3, second.out + second.err
     assert "archived 1, left in place 0, malformed 1" in second.out
@@ -667,20 +658,21 @@ def test_replay_dry_run_and_filters_write_nothing(
 # --- as a user runs it --------------------------------------------------------------------
 
 
-@pytest.mark.azurite
-def test_the_module_runs_as_a_command(
-    app_env: dict[str, str],
-    blob_service: BlobServiceClient,
-    containers: dict[str, str],
-    routes_file: Path,
-    state_dir: Path,
-) -> None:
-    images = containers["images"]
-    put(blob_service, images, "one.png", image("PNG"), "image/png")
-    put(blob_service, images, "two.txt", b"text", "text/plain")
-    command = [sys.executable, "-m", "tools.ops", "backfill", "--container", images]
-    command += ["--routes", str(routes_file), "--state-dir", str(state_dir)]
-    result = subprocess.run(
+@pytest.fixture
+def command_line(routes_file: Path, state_dir: Path) -> Callable[..., list[str]]:
+    """``python -m tools.ops <args>`` on this test's routes and state directory."""
+
+    def line(*args: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "tools.ops", *args),
+            *("--routes", str(routes_file), "--state-dir", str(state_dir)),
+        ]
+
+    return line
+
+
+def run_command(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         command,
         check=False,
         cwd=ROOT,
@@ -689,31 +681,36 @@ def test_the_module_runs_as_a_command(
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.azurite
+@pytest.mark.usefixtures("app_env")
+def test_the_module_runs_as_a_command(
+    blob_service: BlobServiceClient,
+    containers: dict[str, str],
+    command_line: Callable[..., list[str]],
+) -> None:
+    images = containers["images"]
+    put(blob_service, images, "one.png", image("PNG"), "image/png")
+    put(blob_service, images, "two.txt", b"text", "text/plain")
+    result = run_command(command_line("backfill", "--container", images))
     assert result.returncode == 0, result.stdout + result.stderr
     assert Result(0, result.stdout, "").counts() == counts(1, 0, 0, 0)
     assert "backfill summary (2 blobs listed)" in result.stdout
     assert "\r" not in result.stderr  # not a terminal: no redrawn progress line
     assert set(outputs(blob_service, containers["thumbnails"])) == {f"{images}/one.png"}
 
-    usage = subprocess.run(
-        [sys.executable, "-m", "tools.ops", "replay-deadletters", "--since", "never"],
-        check=False,
-        cwd=ROOT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    usage = run_command([sys.executable, "-m", "tools.ops", "replay-deadletters", "--since", "x"])
     assert usage.returncode == 2 and "--since" in usage.stderr
 
 
 @pytest.mark.azurite
 @pytest.mark.slow
+@pytest.mark.usefixtures("app_env")
 def test_ctrl_c_stops_the_command_and_the_next_run_resumes(
-    app_env: dict[str, str],
     blob_service: BlobServiceClient,
     containers: dict[str, str],
-    routes_file: Path,
+    command_line: Callable[..., list[str]],
     state_dir: Path,
 ) -> None:
     """A real SIGINT to a real process, sent as soon as its first checkpoint is on disk."""
@@ -722,9 +719,8 @@ def test_ctrl_c_stops_the_command_and_the_next_run_resumes(
     data = image("JPEG")
     for index in range(total):
         put(blob_service, images, f"p{index:03d}.jpg", data, "image/jpeg")
-    command = [sys.executable, "-m", "tools.ops", "backfill", "--container", images]
-    command += ["--routes", str(routes_file), "--state-dir", str(state_dir)]
-    command += ["--concurrency", "1", "--page-size", "10"]
+    backfill = ("backfill", "--container", images, "--concurrency", "1", "--page-size", "10")
+    command = command_line(*backfill)
     process = subprocess.Popen(
         command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -746,9 +742,7 @@ def test_ctrl_c_stops_the_command_and_the_next_run_resumes(
     assert 0 < written_first < total
     assert len(outputs(blob_service, containers["thumbnails"])) == written_first
 
-    second = subprocess.run(
-        command, check=False, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True
-    )
+    second = run_command(command)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming from" in second.stderr
     assert Result(0, second.stdout, "").counts() == counts(total - written_first, 0, 0, 0)

@@ -111,3 +111,18 @@ def thumbnail_of(service: BlobServiceClient, containers: dict[str, str], name: s
     return poll(
         lambda: blob.download_blob().readall() if blob.exists() else None, 10, f"thumbnail {name}"
     )
+
+
+@dataclass
+class RecordedSource:
+    """An event source whose deliveries a RecordingTarget records, and a client through it."""
+
+    target: RecordingTarget
+    source: EventSource
+
+    @property
+    def service(self) -> BlobServiceClient:
+        return client(self.source)
+
+    def delivered(self) -> list[dict[str, Any]]:
+        return delivered_events(self.target, self.source)

@@ -113,12 +113,16 @@ def outcomes_by_blob(report: RedeliveryReport, function: str) -> dict[str, Count
     return counts
 
 
-def batch_environment(identity: ManagedIdentityEndpoint, jobs: JobsEndpoint) -> dict[str, str]:
-    """Point the process at the local managed identity and jobs stand-ins (not dry-run)."""
+def batch_environment(
+    identity: ManagedIdentityEndpoint, endpoint: JobsEndpoint | str
+) -> dict[str, str]:
+    """Point the process at the local managed identity and a batch endpoint: the jobs
+    stand-in, or any scoring URI (not dry-run)."""
     for name in list(os.environ):
         if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
             del os.environ[name]
-    env = {**identity.environment(), "BATCH_ENDPOINT_URI": jobs.scoring_uri}
+    uri = endpoint if isinstance(endpoint, str) else endpoint.scoring_uri
+    env = {**identity.environment(), "BATCH_ENDPOINT_URI": uri}
     os.environ.update(env)
     reset_context()
     return env

@@ -12,18 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobProperties
 
 from handlers.context import AppContext
 from handlers.errors import ConfigurationError
-from handlers.outcomes import Outcome
 from tools.ops import state
 from tools.ops.blobs import is_directory, listing_prefix, synthesize
 from tools.ops.dry_run import Plan, verdict
@@ -35,11 +34,10 @@ from tools.ops.progress import (
     Progress,
     Tally,
 )
-from tools.routes import Route, Routes
+from tools.ops.session import Session
+from tools.routes import Route
 
 logger = logging.getLogger(__name__)
-
-Handle = Callable[[str, object, AppContext | None], Outcome]
 
 
 @dataclass(frozen=True)
@@ -93,18 +91,12 @@ class _Run:
         self.progress.update(f"listed {self.listed}, {self.tally.brief()}", force=force)
 
 
-def run_backfill(
-    ctx: AppContext,
-    routes: Routes,
-    options: BackfillOptions,
-    *,
-    handle: Handle,
-    out: TextIO,
-    progress: Progress,
-) -> int:
-    """Backfill ``options.container``; messages go to ``progress.stream``, results to ``out``."""
-    err = progress.stream
-    selected = [route for route in routes.subscriptions if route.function in options.functions]
+def run_backfill(session: Session, options: BackfillOptions) -> int:
+    """Backfill ``options.container``; messages go to ``session.err``, results to ``out``."""
+    ctx, err = session.ctx, session.err
+    selected = [
+        route for route in session.routes.subscriptions if route.function in options.functions
+    ]
     watching = [route for route in selected if route.container.lower() == options.container]
     if not watching:
         err.write(
@@ -117,7 +109,7 @@ def run_backfill(
     if options.container in ctx.settings.output_containers:
         err.write(f"error: {options.container} is one of this app's output containers\n")
         return EXIT_USAGE
-    job = _Backfill(ctx, watching, options, handle=handle, out=out, progress=progress)
+    job = _Backfill(session, watching, options)
     if not job.container.exists():
         err.write(f"error: container {options.container} does not exist\n")
         return EXIT_USAGE
@@ -134,23 +126,14 @@ def run_backfill(
 class _Backfill:
     """One backfill of one container over the routes that watch it."""
 
-    def __init__(
-        self,
-        ctx: AppContext,
-        routes: list[Route],
-        options: BackfillOptions,
-        *,
-        handle: Handle,
-        out: TextIO,
-        progress: Progress,
-    ) -> None:
-        self.ctx = ctx
+    def __init__(self, session: Session, routes: list[Route], options: BackfillOptions) -> None:
+        self.ctx = ctx = session.ctx
         self.routes = routes
         self.options = options
-        self.handle = handle
-        self.out = out
-        self.progress = progress
-        self.err = progress.stream
+        self.handle = session.handle
+        self.out = session.out
+        self.progress = session.progress
+        self.err = session.err
         self.prefix = listing_prefix(options.prefix, routes)
         self.stem = f"backfill-{options.container}"
         self.key = checkpoint_key(ctx, options, routes)

@@ -21,9 +21,10 @@ from azure.core.exceptions import (
 from handlers import pipeline
 from handlers.context import AppContext
 from handlers.errors import ConfigurationError, TransientError
-from tools.ops.backfill import BackfillOptions, Handle, run_backfill
+from tools.ops.backfill import BackfillOptions, run_backfill
 from tools.ops.deadletters import ReplayOptions, parse_since, run_replay
 from tools.ops.progress import EXIT_TRANSIENT, EXIT_USAGE, Progress, ProgressLogHandler
+from tools.ops.session import Handle, Session
 from tools.ops.state import default_state_dir
 from tools.routes import ROUTES_FILE, load_routes
 
@@ -126,6 +127,7 @@ def main(
         err.write(f"error: {exc}\n")
         return EXIT_USAGE
     progress = Progress(err, args.command, enabled=not args.dry_run)
+    session = Session(ctx, routes, handle, out, progress)
     with _logging(progress, args.verbose):
         try:
             if args.command == "backfill":
@@ -146,14 +148,14 @@ def main(
                     restart=args.restart,
                     page_size=args.page_size,
                 )
-                return run_backfill(ctx, routes, options, handle=handle, out=out, progress=progress)
+                return run_backfill(session, options)
             try:
                 since = None if args.since is None else parse_since(args.since)
             except ValueError as exc:
                 err.write(f"error: --since: {exc}\n")
                 return EXIT_USAGE
             replay = ReplayOptions(args.subscription, since, args.dry_run)
-            return run_replay(ctx, routes, replay, handle=handle, out=out, progress=progress)
+            return run_replay(session, replay)
         except ConfigurationError as exc:
             err.write(f"error: {exc}\n")
             return EXIT_USAGE

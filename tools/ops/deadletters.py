@@ -14,25 +14,22 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobPrefix, ContainerClient, ContentSettings
 
-from handlers.context import AppContext
 from handlers.errors import ConfigurationError
 from tools.deadletter_format import MalformedError, parse_blob, parse_name
-from tools.ops.backfill import Handle
 from tools.ops.progress import (
     EXIT_INTERRUPTED,
     EXIT_MALFORMED,
     EXIT_OK,
     EXIT_TRANSIENT,
     EXIT_USAGE,
-    Progress,
     Tally,
 )
+from tools.ops.session import Session
 from tools.routes import Route, Routes
 
 logger = logging.getLogger(__name__)
@@ -88,43 +85,26 @@ def _dead_letters(
             yield blob.name, int(blob.size or 0)
 
 
-def run_replay(
-    ctx: AppContext,
-    routes: Routes,
-    options: ReplayOptions,
-    *,
-    handle: Handle,
-    out: TextIO,
-    progress: Progress,
-) -> int:
-    """Replay what ``options`` selects; messages go to ``progress.stream``, results to ``out``."""
+def run_replay(session: Session, options: ReplayOptions) -> int:
+    """Replay what ``options`` selects; messages go to ``session.err``, results to ``out``."""
     selected: Route | None = None
     if options.subscription is not None:
         try:
-            selected = routes.by_name(options.subscription)
+            selected = session.routes.by_name(options.subscription)
         except KeyError as exc:
-            progress.stream.write(f"error: {exc.args[0]}\n")
+            session.err.write(f"error: {exc.args[0]}\n")
             return EXIT_USAGE
-    return _Replay(ctx, routes, options, handle=handle, out=out, progress=progress).run(selected)
+    return _Replay(session, options).run(selected)
 
 
 class _Replay:
-    def __init__(
-        self,
-        ctx: AppContext,
-        routes: Routes,
-        options: ReplayOptions,
-        *,
-        handle: Handle,
-        out: TextIO,
-        progress: Progress,
-    ) -> None:
-        self.ctx = ctx
-        self.routes = routes
+    def __init__(self, session: Session, options: ReplayOptions) -> None:
+        self.ctx = ctx = session.ctx
+        self.routes = session.routes
         self.options = options
-        self.handle = handle
-        self.out = out
-        self.progress = progress
+        self.handle = session.handle
+        self.out = session.out
+        self.progress = session.progress
         self.container = ctx.blob_service.get_container_client(ctx.settings.deadletter_container)
         self.tally = Tally()
         self.blobs: Counter[str] = Counter()  # what became of each dead-letter blob
