@@ -17,9 +17,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import IO
 
+_ROOT = Path(__file__).resolve().parent.parent
 # After SIGTERM, how long a guarded child has before SIGKILL.
 GRACE_SECONDS = 5.0
 
@@ -80,6 +82,7 @@ class Watchdog:
         # death, however it comes, is what the watchdog sees.
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tools.processes"],
+            cwd=_ROOT,  # where `-m tools.processes` is found, wherever the loop was started
             stdin=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C and a kill of our group must not reach it first
         )
