@@ -10,6 +10,7 @@ from typing import Any
 
 import azure.functions as func
 
+from handlers.batch_tracking import track
 from handlers.pipeline import handle
 
 app = func.FunctionApp()
@@ -46,3 +47,11 @@ def create_thumbnail(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(arg_name="event")
 def dispatch_batch_job(event: func.EventGridEvent) -> None:
     handle("dispatch_batch_job", event_to_dict(event))
+
+
+# The schedule is an app setting (%...% is resolved by the host), so it must be set wherever
+# the host runs: Bicep, local.settings.json, the local loop.
+@app.function_name("track_batch_jobs")
+@app.timer_trigger(arg_name="timer", schedule="%BATCH_TRACK_SCHEDULE%", run_on_startup=False)
+def track_batch_jobs(timer: func.TimerRequest) -> None:
+    track(past_due=timer.past_due)

@@ -1,7 +1,7 @@
 """``make bench``: every benchmark against its baselines, in one run; prints each table and
 rewrites bench/RESULTS.md with the figures, the machine and how to reproduce them.
 
-    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale]
+    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking]
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import dispatch, end_to_end, thumbs
+from bench import dispatch, end_to_end, thumbs, tracking
 from bench.common import ROOT, Table, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PASSTHROUGH = ROOT / "bench" / "RESULTS-passthrough.md"
-ALL = ("thumbs", "e2e", "dispatch", "scale")
+ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking")
 
 
 def log(message: str) -> None:
@@ -105,6 +105,28 @@ def main(argv: list[str] | None = None) -> int:
         scale = thumbs.run(cases, log)
         tables.append(thumbs.scale_table(scale))
         verdicts.append("- 100 MP JPEG accepted under the default THUMBNAIL_MAX_PIXELS: met")
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    if "tracking" in chosen:
+        log("5. batch job tracking ...")
+        tracking_runs = tracking.run(1 if args.quick else 3, log)
+        tables.append(tracking.table(tracking_runs))
+        mine = [r for r in tracking_runs if r.variant != tracking.VARIANTS[-1]]
+        verdicts.append(
+            f"- tracking: status requests per pass {max(r.status_requests for r in mine)} "
+            f"(target {tracking.OPEN}, one per open job), token requests "
+            f"{max(r.token_requests for r in mine)} (target 1): "
+            + (
+                "met"
+                if all(r.status_requests == tracking.OPEN and r.token_requests == 1 for r in mine)
+                else "MISSED"
+            )
+        )
+        steady = [r for r in tracking_runs if r.variant == "steady"]
+        verdicts.append(
+            f"- tracking: record reads when nothing changed {max(r.record_reads for r in steady)} "
+            f"(target 0): {'met' if all(r.record_reads == 0 for r in steady) else 'MISSED'}"
+        )
         print(tables[-1].markdown() + "\n", flush=True)
 
     elapsed = time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""The Azure ML batch endpoint's REST API: a bearer token, POST a job, bounded retries.
+"""The Azure ML batch endpoint's REST API: a bearer token, POST a job, GET its status,
+bounded retries.
 
 Retries are urllib3's, mounted on the shared session for the endpoint's URLs only; a request
 that may have reached the endpoint is never sent twice, because that could start two jobs.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 import threading
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Self
+from urllib.parse import quote
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -36,6 +39,10 @@ _MAX_BODY_LOGGED = 2000
 RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
 # One per invocation the host may run at once, so that none waits for a connection.
 _CONNECTIONS = 32
+# What a job deleted on the service side is recorded as (the endpoint answers 404).
+NOT_FOUND = "NotFound"
+# Azure ML job names; anything else is never put into a URL.
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
 class DispatchRetry(Retry):
@@ -221,6 +228,43 @@ class BatchJobClient:
             )
         raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
 
+    def job_status(self, job_name: str) -> str:
+        """The job's ``properties.status``, verbatim, or NOT_FOUND when the endpoint answers 404.
+
+        A GET changes nothing, so every failure is left for the next look: 408/429/5xx after
+        the policy's attempts, connection and read errors, and an answer without a status
+        raise DispatchUnavailableError; 401/403 raise ConfigurationError; another 4xx raises
+        DispatchRejectedError.
+        """
+        if not JOB_NAME.match(job_name):
+            raise DispatchRejectedError(f"{job_name!r} is not a job name", 0, "")
+        url = f"{self.endpoint_uri.rstrip('/')}/{quote(job_name, safe='')}"
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        timeout = self.settings.timeout_seconds
+        try:
+            response = self.session.get(url, headers=headers, timeout=(min(10.0, timeout), timeout))
+        except requests.RequestException as exc:
+            raise DispatchUnavailableError(
+                f"no answer about job {job_name} ({type(exc).__name__})"
+            ) from exc
+        status = response.status_code
+        if status == 404:
+            return NOT_FOUND
+        text = response.text[:_MAX_BODY_LOGGED]
+        if status in (401, 403):
+            raise ConfigurationError(
+                "AZURE_CLIENT_ID",
+                f"the batch endpoint refused the identity ({status}: {text}); "
+                "it needs AzureML Data Scientist on the workspace",
+            )
+        if status in RETRY_STATUSES:
+            raise DispatchUnavailableError(
+                f"the endpoint answered {status} after {self.retry.attempts} attempts"
+            )
+        if not 200 <= status < 300:
+            raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
+        return _job_status(response)
+
     def token(self) -> str:
         """A bearer token for the endpoint, from the credential's cache when it has one."""
         try:
@@ -248,3 +292,18 @@ def _job_name(response: requests.Response) -> str:
         "batch endpoint answered %s without a job id: %s", response.status_code, response.text[:200]
     )
     return "(no job id in the response)"
+
+
+def _job_status(response: requests.Response) -> str:
+    try:
+        job = response.json()
+    except ValueError:
+        job = None
+    properties = job.get("properties") if isinstance(job, dict) else None
+    status = properties.get("status") if isinstance(properties, dict) else None
+    if isinstance(status, str) and status.strip() and len(status) <= 100:
+        return status
+    raise DispatchUnavailableError(
+        f"the endpoint answered {response.status_code} without properties.status: "
+        f"{response.text[:200]!r}"
+    )

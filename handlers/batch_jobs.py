@@ -15,7 +15,7 @@ from collections.abc import Callable
 from azure.storage.blob import BlobServiceClient
 
 from handlers.batch_client import BatchJobClient, job_request
-from handlers.batch_ledger import ClaimWait, claim
+from handlers.batch_ledger import Claim, ClaimWait, claim
 from handlers.errors import (
     ConfigurationError,
     DispatchRejectedError,
@@ -57,6 +57,19 @@ def dispatch_batch_job(
     held = claim(ledger, event, blob_url, wait=wait or ClaimWait(), sleep=sleep)
     if isinstance(held, Outcome):
         return held
+    return post_claimed(held, client, blob_url, sleep)
+
+
+def post_claimed(
+    held: Claim, client: BatchJobClient, blob_url: str, sleep: Callable[[float], None]
+) -> Outcome:
+    """Mark the claimed version's job open, post it and record it: the steps after a claim,
+    shared by the first dispatch and an operator's resubmission."""
+    try:
+        held.mark_open()
+    except TransientError:
+        held.release()
+        raise
     try:
         job_name = client.submit(blob_url)
     except DispatchRejectedError as exc:
@@ -74,10 +87,10 @@ def dispatch_batch_job(
         # The job exists: raising would only make Event Grid retry into the claim, which
         # turns "unknown" once stale; say here which job it is.
         logger.error(
-            "event %s: job %s was started but ledger blob %s could not be updated (%s); "
+            "job %s was started for %s but ledger blob %s could not be updated (%s); "
             "it will read as unknown once the claim is stale",
-            event.event_id,
             job_name,
+            blob_url,
             held.where,
             problem,
         )

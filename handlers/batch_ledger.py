@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
+from handlers import batch_index
 from handlers.errors import DispatchInProgressError, OutcomeUnknownError, StorageUnavailableError
 from handlers.events import BlobCreated
 from handlers.outcomes import Outcome
@@ -115,11 +116,18 @@ def read_ledger(ledger: BlobClient) -> tuple[dict[str, Any], str] | None:
 
 @dataclass
 class Claim:
-    """This delivery's hold on one version's record; only the holder can change it."""
+    """This delivery's hold on one version's record; only the holder can change it.
 
+    ``previous`` is the record a resubmission claimed over (None for a first dispatch):
+    releasing puts it back instead of deleting the record.
+    """
+
+    container: ContainerClient
     ledger: BlobClient
     etag: str
     record: dict[str, Any]
+    previous: dict[str, Any] | None = None
+    marker_etag: str | None = None
 
     @property
     def where(self) -> str:
@@ -150,10 +158,26 @@ class Claim:
                 sleep(float(attempt))
         return problem
 
+    def mark_open(self) -> None:
+        """Add the job to the open-jobs index before it is posted, so that no job can exist
+        without the tracker knowing of it; raises StorageUnavailableError."""
+        self.marker_etag = batch_index.mark_open(self.container, self.ledger.blob_name)
+
     def release(self) -> None:
-        """Give the claim back so that Event Grid's retry can dispatch."""
+        """Give the claim back so that Event Grid's retry (or the operator's next
+        resubmission) can dispatch; the marker goes too, unless someone reset it."""
         try:
-            self.ledger.delete_blob(etag=self.etag, match_condition=MatchConditions.IfNotModified)
+            if self.previous is None:
+                self.ledger.delete_blob(
+                    etag=self.etag, match_condition=MatchConditions.IfNotModified
+                )
+            else:
+                _overwrite(self.ledger, self.previous, self.etag)
+            if self.marker_etag is not None:
+                marker = batch_index.marker_name(self.ledger.blob_name)
+                self.container.get_blob_client(marker).delete_blob(
+                    etag=self.marker_etag, match_condition=MatchConditions.IfNotModified
+                )
         except AzureError as exc:
             logger.warning(
                 "could not release claim %s (%s); it expires after %s",
@@ -195,7 +219,7 @@ def claim(
         try:
             with storage_errors("claiming the dispatch"):
                 result = with_container(container, lambda: _create(ledger, record))
-            return Claim(ledger, str(result["etag"]), record)
+            return Claim(container, ledger, str(result["etag"]), record)
         except ResourceExistsError:
             pass
         existing = read_ledger(ledger)
@@ -211,14 +235,9 @@ def claim(
             return Outcome(
                 "duplicate", f"this version was already {status}: see ledger {ledger.blob_name}"
             )
-        if _expired(found):
-            reason = (
-                f"a delivery claimed this version at {found.get('claimedAt')} and never "
-                "recorded the outcome; the job may exist"
-            )
+        if expired(found):
             try:
-                with storage_errors("recording a stale claim as unknown"):
-                    _overwrite(ledger, found | {"status": UNKNOWN, "reason": reason}, etag)
+                reason = expire(ledger, found, etag)
             except ResourceModifiedError:
                 continue
             raise OutcomeUnknownError(
@@ -231,12 +250,67 @@ def claim(
         sleep(wait.poll_seconds)
 
 
+def reclaim(
+    container: ContainerClient, name: str, found: dict[str, Any], etag: str, entry: dict[str, Any]
+) -> Claim:
+    """Claim a finished version again (an operator's resubmission), over the record read
+    with ``etag``: ``entry`` (the job given up on) joins the record's ``history``.
+
+    Raises ResourceModifiedError when another operator changed the record first.
+    """
+    history = found.get("history")
+    record = {
+        key: value
+        for key, value in found.items()
+        if key not in ("jobName", "jobStatus", "jobStatusAt", "finishedAt", "dispatchedAt")
+    }
+    record |= {
+        "status": DISPATCHING,
+        "claimedAt": _now(),
+        "history": [*(history if isinstance(history, list) else []), entry],
+    }
+    ledger = container.get_blob_client(name)
+    with storage_errors("claiming the version again"):
+        result = _overwrite(ledger, record, etag)
+    return Claim(container, ledger, str(result["etag"]), record, previous=found)
+
+
+def expired(record: dict[str, Any]) -> bool:
+    """A claim that outlived the function timeout: its delivery is gone."""
+    try:
+        claimed = datetime.fromisoformat(str(record.get("claimedAt")))
+    except ValueError:
+        return True
+    return datetime.now(UTC) - claimed > CLAIM_TIMEOUT
+
+
+def expire(ledger: BlobClient, found: dict[str, Any], etag: str) -> str:
+    """Record a stale claim as unknown (with the eTag it was read with); return why.
+
+    Raises ResourceModifiedError when it changed meanwhile.
+    """
+    reason = (
+        f"a delivery claimed this version at {found.get('claimedAt')} and never "
+        "recorded the outcome; the job may exist"
+    )
+    with storage_errors("recording a stale claim as unknown"):
+        _overwrite(ledger, found | {"status": UNKNOWN, "reason": reason}, etag)
+    return reason
+
+
 def _create(ledger: BlobClient, record: dict[str, Any]) -> dict[str, Any]:
     return ledger.upload_blob(
         json.dumps(record),
         overwrite=False,
         content_settings=ContentSettings(content_type="application/json"),
     )
+
+
+def overwrite(ledger: BlobClient, record: dict[str, Any], etag: str) -> str:
+    """Replace the record read with ``etag``; return the new eTag. Raises
+    ResourceModifiedError when it changed meanwhile, StorageUnavailableError."""
+    with storage_errors("updating the dispatch ledger"):
+        return str(_overwrite(ledger, record, etag)["etag"])
 
 
 def _overwrite(ledger: BlobClient, record: dict[str, Any], etag: str) -> dict[str, Any]:
@@ -247,14 +321,6 @@ def _overwrite(ledger: BlobClient, record: dict[str, Any], etag: str) -> dict[st
         match_condition=MatchConditions.IfNotModified,
         content_settings=ContentSettings(content_type="application/json"),
     )
-
-
-def _expired(record: dict[str, Any]) -> bool:
-    try:
-        claimed = datetime.fromisoformat(str(record.get("claimedAt")))
-    except ValueError:
-        return True
-    return datetime.now(UTC) - claimed > CLAIM_TIMEOUT
 
 
 def _now() -> str:

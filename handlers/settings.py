@@ -34,6 +34,7 @@ SETTINGS: dict[str, str] = {
     "BATCH_INPUT_TYPE": "UriFile or UriFolder.",
     "BATCH_TOKEN_SCOPE": "Scope of the bearer token for the batch endpoint.",
     "BATCH_TIMEOUT_SECONDS": "How long one request to the batch endpoint may take.",
+    "BATCH_TRACK_SCHEDULE": "NCRONTAB schedule of track_batch_jobs (six fields, with seconds).",
     "AZURE_CLIENT_ID": "Client id of the user-assigned identity (DefaultAzureCredential).",
 }
 
@@ -56,6 +57,7 @@ DEFAULTS: dict[str, str] = {
     "BATCH_INPUT_TYPE": "UriFile",
     "BATCH_TOKEN_SCOPE": "https://ml.azure.com/.default",
     "BATCH_TIMEOUT_SECONDS": "30",
+    "BATCH_TRACK_SCHEDULE": "0 */5 * * * *",
 }
 
 BATCH_INPUT_TYPES = ("UriFile", "UriFolder")
@@ -87,6 +89,7 @@ class BatchSettings:
     input_type: str
     token_scope: str
     timeout_seconds: float
+    track_schedule: str
 
     @property
     def dry_run(self) -> bool:
@@ -243,7 +246,61 @@ def _batch(values: Mapping[str, str], get: Callable[[str], str]) -> BatchSetting
         ) from None
     if not 0.1 <= timeout <= 230:
         raise ConfigurationError("BATCH_TIMEOUT_SECONDS", f"{timeout} is outside 0.1..230")
-    return BatchSettings(endpoint, deployment, input_name, input_type, scope, timeout)
+    schedule = _schedule("BATCH_TRACK_SCHEDULE", get("BATCH_TRACK_SCHEDULE"))
+    return BatchSettings(endpoint, deployment, input_name, input_type, scope, timeout, schedule)
+
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_CronField = tuple[str, int, int, tuple[str, ...]]
+# NCRONTAB as the Functions host reads it: second, minute, hour, day, month, day of week.
+_CRON_FIELDS: tuple[_CronField, ...] = (
+    ("second", 0, 59, ()),
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 6, _DAYS),
+)
+_CRON_PART = re.compile(r"^(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?$")
+
+
+def _schedule(name: str, value: str) -> str:
+    """A six-field NCRONTAB expression, checked field by field.
+
+    The host resolves ``%BATCH_TRACK_SCHEDULE%`` itself and refuses a bad one only when it
+    indexes the timer; checking here names the setting in the same error as every other one.
+    """
+    fields = value.split()
+    if len(fields) != len(_CRON_FIELDS):
+        raise ConfigurationError(
+            name,
+            f"{value!r} is not a six-field NCRONTAB schedule "
+            "(second minute hour day month day-of-week, e.g. '0 */5 * * * *')",
+        )
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            problem = _cron_part(part, low, high, names)
+            if problem:
+                raise ConfigurationError(name, f"{value!r}: {what} field {text!r}: {problem}")
+    return " ".join(fields)
+
+
+def _cron_part(part: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    match = _CRON_PART.match(part)
+    if match is None:
+        return f"{part!r} is not *, a value, a range or a step"
+    span, step = match[1], match[2]
+    if step is not None and not 1 <= int(step) <= high - low + 1:
+        return f"step {step} is outside 1..{high - low + 1}"
+    if span == "*":
+        return None
+    for item in span.split("-"):
+        if item.upper() in names:
+            continue
+        if not item.isdigit() or not low <= int(item) <= high:
+            return f"{item!r} is outside {low}..{high}"
+    return None
 
 
 def _check_url(name: str, url: str) -> None:

@@ -43,6 +43,10 @@ param batchTokenScope string = 'https://ml.azure.com/.default'
 @maxValue(230)
 param batchTimeoutSeconds int = 30
 
+@description('Optional. When track_batch_jobs asks the batch endpoint about open jobs: a six-field NCRONTAB schedule (second minute hour day month day-of-week).')
+@minLength(11)
+param batchTrackSchedule string = '0 */5 * * * *'
+
 @description('Optional. Resource id of the Azure ML workspace of the batch endpoint; the app identity gets AzureML Data Scientist on it. Empty: no role is assigned.')
 param mlWorkspaceResourceId string = ''
 
@@ -283,6 +287,7 @@ var appSettings = {
   BATCH_INPUT_TYPE: batchInputType
   BATCH_TOKEN_SCOPE: batchTokenScope
   BATCH_TIMEOUT_SECONDS: string(batchTimeoutSeconds)
+  BATCH_TRACK_SCHEDULE: batchTrackSchedule
 }
 
 module functionApp 'modules/function-app.bicep' = {

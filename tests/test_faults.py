@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
-from handlers import batch_ledger, context
+from handlers import batch_index, batch_ledger, context
 from handlers.batch_client import BatchJobClient, DispatchRetry
 from handlers.context import AppContext, reset_context
 from handlers.outcomes import Outcome
@@ -107,7 +107,11 @@ def ledger_records(service: BlobServiceClient, container: str) -> list[dict[str,
     client = service.get_container_client(container)
     if not client.exists():
         return []
-    return [json.loads(client.download_blob(blob.name).readall()) for blob in client.list_blobs()]
+    return [
+        json.loads(client.download_blob(blob.name).readall())
+        for blob in client.list_blobs()
+        if not batch_index.is_reserved(blob.name)  # the open-jobs markers are not records
+    ]
 
 
 def test_azurite_stopped_and_restarted_mid_run(

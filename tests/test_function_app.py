@@ -14,6 +14,7 @@ import azure.functions as func
 import pytest
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
+from azure.functions.timer import TimerRequestConverter
 
 import function_app
 from handlers.outcomes import Outcome
@@ -24,23 +25,41 @@ from tools import events as build
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_two_event_grid_functions_are_indexed() -> None:
+EVENT_GRID_FUNCTIONS = ("create_thumbnail", "dispatch_batch_job")
+
+
+def test_two_event_grid_functions_and_one_timer_are_indexed() -> None:
     found = functions()
-    assert sorted(found) == ["create_thumbnail", "dispatch_batch_job"]
+    assert sorted(found) == ["create_thumbnail", "dispatch_batch_job", "track_batch_jobs"]
     for name, fn in found.items():
         spec = json.loads(fn.get_function_json())
         assert spec["scriptFile"] == "function_app.py"
-        assert spec["bindings"] == [
-            {"direction": "IN", "type": "eventGridTrigger", "name": "event"}
-        ]
         assert fn.get_user_function().__name__ == name
+        if name in EVENT_GRID_FUNCTIONS:
+            assert spec["bindings"] == [
+                {"direction": "IN", "type": "eventGridTrigger", "name": "event"}
+            ]
+    timer = json.loads(found["track_batch_jobs"].get_function_json())
+    assert timer["bindings"] == [
+        {
+            "direction": "IN",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%BATCH_TRACK_SCHEDULE%",
+            "runOnStartup": False,
+        }
+    ]
 
 
 def test_trigger_annotations_pass_the_workers_type_check() -> None:
     """The worker refuses a trigger whose annotation its converter does not accept."""
-    for fn in functions().values():
-        annotation = inspect.signature(fn.get_user_function()).parameters["event"].annotation
+    for name in EVENT_GRID_FUNCTIONS:
+        user_function = functions()[name].get_user_function()
+        annotation = inspect.signature(user_function).parameters["event"].annotation
         assert EventGridEventInConverter.check_input_type_annotation(annotation)
+    timer = functions()["track_batch_jobs"].get_user_function()
+    annotation = inspect.signature(timer).parameters["timer"].annotation
+    assert TimerRequestConverter.check_input_type_annotation(annotation)
 
 
 @pytest.mark.parametrize("schema", [build.EVENT_GRID_SCHEMA, build.CLOUD_EVENT_SCHEMA])
