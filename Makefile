@@ -49,7 +49,7 @@ pytest-fast: deps
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 run: $(VENV)/.installed node_modules/.installed
-	$(PY) -m tools.local_loop
+	$(PY) -m tools.local_loop $(ARGS)
 
 bench: $(VENV)/.installed node_modules/.installed
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

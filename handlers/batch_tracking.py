@@ -145,6 +145,8 @@ def track_batch_jobs(
             for outcome in pool.map(run.one, jobs):
                 report.outcomes[outcome] += 1
     level = logging.WARNING if report.stopped or report.first_problem else logging.INFO
+    if not report.listed:
+        level = logging.DEBUG  # an idle run every few minutes is not news
     logger.log(
         level,
         "%s run: listed=%s%s asked=%s %s%s",

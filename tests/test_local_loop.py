@@ -30,6 +30,7 @@ from tests.support.processes import (
 )
 from tools import azurite
 from tools.local_loop import function_environment
+from tools.ops import main as ops_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -290,3 +291,47 @@ def test_the_host_environment_follows_core_tools_rules() -> None:
     moved = function_environment(values, {}, 12345)
     for name in ("DATA_STORAGE", "AzureWebJobsStorage"):
         assert "BlobEndpoint=http://127.0.0.1:12345/devstoreaccount1;" in moved[name]
+
+
+@pytest.mark.azurite
+@pytest.mark.http
+@pytest.mark.slow
+def test_batch_endpoint_local_shows_each_job_to_its_end(
+    tmp_path: Path, loops: list[Loop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's session: upload into batch-input/incoming/, the dispatch line, the job's
+    status lines, then ``python -m tools.ops jobs``."""
+    loop = start_loop(
+        tmp_path / "state",
+        "--no-samples",
+        "--batch-endpoint",
+        "local",
+        "--job-seconds",
+        "3",
+        "--track-seconds",
+        "0.4",
+    )
+    loops.append(loop)
+    loop.wait_for("local loop ready", 60)
+    assert "started the local batch endpoint http://127.0.0.1:" in "".join(loop.output)
+    connection = azurite.connection_string(loop.blob_port)
+    service = BlobServiceClient.from_connection_string(connection)
+    service.get_blob_client("batch-input", "incoming/scores.csv").upload_blob(b"a\n1\n")
+    service.get_blob_client("batch-input", "incoming/fail-me.csv").upload_blob(b"a\n1\n")
+
+    def told(blob: str, outcome: str) -> bool:
+        return any(f"blob=batch-input/{blob} " in line and outcome in line for line in loop.output)
+
+    for blob in ("incoming/scores.csv", "incoming/fail-me.csv"):
+        poll(lambda: told(blob, "outcome=dispatched"), 20, f"{blob} dispatched")
+        poll(lambda: told(blob, "outcome=job-queued"), 20, f"{blob} queued")
+        poll(lambda: told(blob, "outcome=job-running"), 20, f"{blob} running")
+    poll(lambda: told("incoming/scores.csv", "outcome=job-completed"), 20, "scores completed")
+    poll(lambda: told("incoming/fail-me.csv", "outcome=job-failed"), 20, "fail-me failed")
+
+    monkeypatch.setenv("DATA_STORAGE", connection)
+    out, err = io.StringIO(), io.StringIO()
+    assert ops_main(["jobs"], stdout=out, stderr=err) == 0, err.getvalue()
+    listing = out.getvalue().splitlines()
+    assert listing[-1] == "2 jobs: Completed 1, Failed 1"
+    assert loop.stop(signal.SIGINT) == 0

@@ -40,6 +40,7 @@ from tools.eventsource import (
     check_port_free,
 )
 from tools.eventsource.targets import indexed_functions
+from tools.local_batch import TIMER_FUNCTION, LocalBatch
 from tools.processes import Interrupts, Watchdog, stop_group
 from tools.routes import ROUTES_FILE, Routes, load_routes
 from tools.samples import SampleWatch, describe_results, upload_samples
@@ -117,6 +118,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=120.0,
         help="how long to wait for the samples' results before carrying on (seconds)",
     )
+    parser.add_argument(
+        "--batch-endpoint",
+        choices=("none", "local"),
+        default="none",
+        help="local: start a batch endpoint stand-in whose jobs walk to their end, and track "
+        "them every few seconds; none (default): dry-run unless BATCH_ENDPOINT_URI is set",
+    )
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        default=9.0,
+        help="with --batch-endpoint local: how long a job takes from Queued to its end",
+    )
+    parser.add_argument(
+        "--track-seconds",
+        type=float,
+        default=2.0,
+        help="with --batch-endpoint local: how often track_batch_jobs runs",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -130,6 +150,7 @@ class _Started:
     azurite: azurite.Azurite | None = None
     source: EventSource | None = None
     host: subprocess.Popen[bytes] | None = None
+    batch: LocalBatch | None = None
 
     def guard(self, process: subprocess.Popen[bytes], *, group: bool = False) -> None:
         if self.watchdog is not None:
@@ -140,6 +161,9 @@ class _Started:
             stop_group(self.host)
             self._forget(self.host.pid)
             self.host = None
+        if self.batch is not None:
+            self.batch.stop()
+            self.batch = None
         if self.source is not None:
             self.source.stop()
             self.source = None
@@ -189,6 +213,11 @@ def run(args: argparse.Namespace, started: _Started) -> None:
         mode = "func" if shutil.which("func") else "inprocess"
     if mode == "func" and shutil.which("func") is None:
         raise LocalLoopError("--delivery func: Azure Functions Core Tools (func) are not on PATH")
+    if mode == "webhook" and args.batch_endpoint == "local":
+        raise LocalLoopError(
+            "--batch-endpoint local needs a host the loop starts (--delivery auto, func or "
+            "inprocess): yours would not see the endpoint's settings"
+        )
     if mode == "webhook" and not args.webhook_url:
         raise LocalLoopError("--delivery webhook needs --webhook-url (e.g. http://localhost:7071)")
 
@@ -205,6 +234,11 @@ def run(args: argparse.Namespace, started: _Started) -> None:
             ) from None
     values = _settings(args.settings)
     env = function_environment(values, os.environ, args.blob_port)
+    if args.batch_endpoint == "local":
+        with _interrupts.deferred():
+            started.batch = LocalBatch.start(args.job_seconds, args.track_seconds)
+        env = started.batch.environment(env)
+        _say(f"started the {started.batch.describe()}")
     try:
         settings = Settings.from_env(env)
     except ConfigurationError as exc:
@@ -227,8 +261,10 @@ def run(args: argparse.Namespace, started: _Started) -> None:
         from handlers.context import reset_context
 
         reset_context()
-        indexed_functions()
+        functions = indexed_functions()
         target = InProcessTarget()
+        if started.batch is not None:
+            started.batch.run_timer(functions[TIMER_FUNCTION])
     else:
         url = args.webhook_url or f"http://127.0.0.1:{args.functions_port}"
         target = WebhookTarget(url)
@@ -272,6 +308,8 @@ def run(args: argparse.Namespace, started: _Started) -> None:
         f"local loop ready: blob endpoint {started.source.blob_url} (connect with {connect}); "
         f"functions: {target.description}; one line per delivery below; Ctrl-C stops"
     )
+    if started.batch is not None:
+        _say(f"list the jobs: DATA_STORAGE='{connect}' .venv/bin/python -m tools.ops jobs")
     while True:
         if started.host is not None and started.host.poll() is not None:
             raise LocalLoopError(f"`func start` exited with {started.host.returncode}")

@@ -23,6 +23,7 @@ from handlers.context import AppContext
 from handlers.errors import ConfigurationError, TransientError
 from tools.ops.backfill import BackfillOptions, run_backfill
 from tools.ops.deadletters import ReplayOptions, parse_since, run_replay
+from tools.ops.jobs import JobsOptions, run_jobs
 from tools.ops.progress import EXIT_TRANSIENT, EXIT_USAGE, Progress, ProgressLogHandler
 from tools.ops.session import Handle, Session
 from tools.ops.state import default_state_dir
@@ -102,6 +103,35 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--dry-run", action="store_true", help="list what would be replayed; write nothing"
     )
+
+    jobs = commands.add_parser(
+        "jobs",
+        parents=[common],
+        help="list batch jobs and their latest status; track or resubmit them",
+        description="List the batch jobs in the dispatch ledger (blob, job, dispatch time, "
+        "latest status). --refresh runs one track_batch_jobs pass first; --resubmit-failed "
+        "offers each Failed, Canceled or NotFound job's blob version again.",
+    )
+    jobs.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        help="only jobs with this latest status (Running, Failed, dispatching, ...); repeatable",
+    )
+    jobs.add_argument("--since", help="only jobs dispatched at or after this ISO date or time")
+    jobs.add_argument("--open", action="store_true", help="only jobs not known to be final")
+    jobs.add_argument(
+        "--refresh", action="store_true", help="ask the endpoint about open jobs first"
+    )
+    jobs.add_argument(
+        "--resubmit-failed",
+        action="store_true",
+        help="start a new job for each Failed, Canceled or NotFound one (one per version, "
+        "even when two operators run this at once)",
+    )
+    jobs.add_argument(
+        "--dry-run", action="store_true", help="with --resubmit-failed: list, post nothing"
+    )
     return parser
 
 
@@ -126,7 +156,7 @@ def main(
     except ConfigurationError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_USAGE
-    progress = Progress(err, args.command, enabled=not args.dry_run)
+    progress = Progress(err, args.command, enabled=not args.dry_run and args.command != "jobs")
     session = Session(ctx, routes, handle, out, progress)
     with _logging(progress, args.verbose):
         try:
@@ -149,6 +179,24 @@ def main(
                     page_size=args.page_size,
                 )
                 return run_backfill(session, options)
+            if args.command == "jobs":
+                try:
+                    since = None if args.since is None else parse_since(args.since)
+                except ValueError as exc:
+                    err.write(f"error: --since: {exc}\n")
+                    return EXIT_USAGE
+                if args.dry_run and not args.resubmit_failed:
+                    err.write("error: --dry-run goes with --resubmit-failed\n")
+                    return EXIT_USAGE
+                jobs = JobsOptions(
+                    statuses=frozenset(status.lower() for status in args.status),
+                    since=since,
+                    open_only=args.open,
+                    refresh=args.refresh,
+                    resubmit_failed=args.resubmit_failed,
+                    dry_run=args.dry_run,
+                )
+                return run_jobs(ctx, jobs, out, err)
             try:
                 since = None if args.since is None else parse_since(args.since)
             except ValueError as exc:

@@ -143,7 +143,7 @@ class JobsEndpoint(StandIn):
         elapsed = (time.monotonic() - self._started[name]) / self.walk_seconds
         if elapsed < 1 / 3:
             return "Queued"
-        if elapsed < 2 / 3:
+        if elapsed < 1:
             return "Running"
         (value,) = job["properties"]["InputData"].values()
         failing = "fail" in name.lower() or "fail" in str(value.get("Uri", "")).lower()

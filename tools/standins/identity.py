@@ -16,11 +16,12 @@ class ManagedIdentityEndpoint(StandIn):
         self,
         secret: str = "local-identity-header",  # noqa: S107 - a loopback stand-in's header
         token_lifetime: int = 3600,
+        lifetime: float = 600.0,
     ) -> None:
         self.secret = secret
         self.token_lifetime = token_lifetime
         self.token = f"token-{uuid.uuid4()}"
-        super().__init__()
+        super().__init__(lifetime=lifetime)
 
     def environment(self) -> dict[str, str]:
         return {"IDENTITY_ENDPOINT": f"{self.url}/msi/token", "IDENTITY_HEADER": self.secret}
