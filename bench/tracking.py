@@ -161,12 +161,14 @@ def run(repeat: int, log: Callable[[str], None]) -> list[Run]:
 
     logging.getLogger("handlers").setLevel(logging.WARNING)  # one INFO line per change
     runs = []
-    with azurite.start() as storage:
-        for number in range(repeat):
-            for variant in VARIANTS:
-                started = time.perf_counter()
+    for number in range(repeat):
+        for variant in VARIANTS:
+            started = time.perf_counter()
+            # A fresh Azurite each time: its writes slow down as earlier runs' blobs pile up,
+            # which would be charged to whichever variant runs last.
+            with azurite.start() as storage:
                 runs.append(run_variant(variant, storage))
-                log(f"  tracking {variant} run {number + 1}: {time.perf_counter() - started:.1f} s")
+            log(f"  tracking {variant} run {number + 1}: {time.perf_counter() - started:.1f} s")
     return runs
 
 

@@ -464,8 +464,8 @@ def test_the_walking_stand_in_takes_each_job_to_its_end(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The local loop's endpoint: Queued, Running, then Completed (Failed for a file whose
-    name says fail), over a few tenths of a second here."""
-    walking = JobsEndpoint(identity.token, walk_seconds=0.6)
+    name says fail), over 1.5 s here."""
+    walking = JobsEndpoint(identity.token, walk_seconds=1.5)
     try:
         batch_environment(identity, walking)
         caplog.set_level(logging.INFO)
