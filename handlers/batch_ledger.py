@@ -49,10 +49,12 @@ _RECORD_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class ClaimWait:
-    """How long a duplicate delivery waits for the delivery that holds the claim."""
+    """How long a duplicate delivery waits for the delivery that holds the claim, and how old
+    a claim must be before its holder is taken for dead."""
 
     seconds: float = 10.0
     poll_seconds: float = 0.2
+    stale_after: timedelta = CLAIM_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ def claim(
             return Outcome(
                 "duplicate", f"this version was already {status}: see ledger {ledger.blob_name}"
             )
-        if expired(found):
+        if expired(found, wait.stale_after):
             try:
                 reason = expire(ledger, found, etag)
             except ResourceModifiedError:
@@ -275,13 +277,14 @@ def reclaim(
     return Claim(container, ledger, str(result["etag"]), record, previous=found)
 
 
-def expired(record: dict[str, Any]) -> bool:
-    """A claim that outlived the function timeout: its delivery is gone."""
+def expired(record: dict[str, Any], stale_after: timedelta = CLAIM_TIMEOUT) -> bool:
+    """A claim older than ``stale_after`` (by default, one that outlived the function
+    timeout): its delivery is gone."""
     try:
         claimed = datetime.fromisoformat(str(record.get("claimedAt")))
     except ValueError:
         return True
-    return datetime.now(UTC) - claimed > CLAIM_TIMEOUT
+    return datetime.now(UTC) - claimed > stale_after
 
 
 def expire(ledger: BlobClient, found: dict[str, Any], etag: str) -> str:

@@ -15,14 +15,17 @@ from dataclasses import dataclass
 import requests
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
-from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobServiceClient, ExponentialRetry, LinearRetry
 from requests.adapters import HTTPAdapter
 
 from handlers.batch_client import BatchJobClient
+from handlers.batch_ledger import ClaimWait
 from handlers.events import AccountEndpoint
 from handlers.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+StorageRetry = ExponentialRetry | LinearRetry
 
 
 # Storage retries stay short (two, about 1 s and 3 s apart; against an endpoint that is down
@@ -38,10 +41,24 @@ _HTTP_POOL = 32
 
 
 class AppContext:
-    """Settings plus the clients built from them, each created on first use and then shared."""
+    """Settings plus the clients built from them, each created on first use and then shared.
 
-    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+    ``storage_retry`` and ``claim_wait`` are the process's policies for riding out storage
+    errors and for waiting on another delivery's claim; the defaults are production's, and a
+    caller that needs other timings (a test, a tool) passes its own rather than changing them.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential | None = None,
+        *,
+        storage_retry: StorageRetry | None = None,
+        claim_wait: ClaimWait | None = None,
+    ) -> None:
         self.settings = settings
+        self.claim_wait = claim_wait or ClaimWait()
+        self._storage_retry = storage_retry
         self._credential = credential
         self._blob_service: BlobServiceClient | None = None
         self._http: requests.Session | None = None
@@ -49,8 +66,18 @@ class AppContext:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AppContext:
-        return cls(Settings.from_env(os.environ if env is None else env))
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        storage_retry: StorageRetry | None = None,
+        claim_wait: ClaimWait | None = None,
+    ) -> AppContext:
+        return cls(
+            Settings.from_env(os.environ if env is None else env),
+            storage_retry=storage_retry,
+            claim_wait=claim_wait,
+        )
 
     @property
     def credential(self) -> TokenCredential:
@@ -96,7 +123,7 @@ class AppContext:
 
     def _make_blob_service(self) -> BlobServiceClient:
         storage = self.settings.storage
-        retry = _storage_retry()
+        retry = self._storage_retry or _storage_retry()
         if storage.connection_string is not None:
             return BlobServiceClient.from_connection_string(
                 storage.connection_string,

@@ -26,7 +26,9 @@ def _thumbnail(event: BlobCreated, ctx: AppContext) -> Outcome:
 
 
 def _batch(event: BlobCreated, ctx: AppContext) -> Outcome:
-    return batch_jobs.dispatch_batch_job(event, ctx.blob_service, ctx.settings, ctx.batch_client)
+    return batch_jobs.dispatch_batch_job(
+        event, ctx.blob_service, ctx.settings, ctx.batch_client, wait=ctx.claim_wait
+    )
 
 
 # The function names are a contract: infra/event-subscriptions.json routes to them.

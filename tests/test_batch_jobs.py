@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import socket
 import threading
@@ -35,7 +34,7 @@ from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome
 from handlers.pipeline import handle
 from tests.support.faults import batch_environment
-from tests.support.host import invoke
+from tests.support.host import invoke, outcome_of
 from tools import azurite
 from tools import events as build
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Scripted
@@ -77,10 +76,6 @@ def deliver(event: dict[str, Any]) -> Outcome:
     return handle("dispatch_batch_job", event)
 
 
-def outcome_lines(caplog: pytest.LogCaptureFixture, status: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if f"outcome={status}" in r.getMessage()]
-
-
 @pytest.fixture
 def csv_event(containers: dict[str, str], upload_event: Upload) -> Callable[[str], dict[str, Any]]:
     def make(name: str = "incoming/heart.csv") -> dict[str, Any]:
@@ -98,11 +93,9 @@ def test_posts_the_documented_job_and_records_it(
     containers: dict[str, str],
     csv_event: Callable[[str], dict[str, Any]],
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     event = csv_event("incoming/2026/heart disease #3.csv")
-    invoke("dispatch_batch_job", event)
+    outcome = outcome_of("dispatch_batch_job", event)
 
     (request,) = posts(jobs)
     assert request.path == "/jobs"
@@ -120,8 +113,7 @@ def test_posts_the_documented_job_and_records_it(
     assert record["jobName"] == job_name
     assert record["eTag"] == event["data"]["eTag"].strip('"')
     assert record["blob"] == "incoming/2026/heart disease #3.csv"
-    (line,) = outcome_lines(caplog, "dispatched")
-    assert job_name in line and event["id"] in line
+    assert outcome == Outcome("dispatched", f"job {job_name} for {event['data']['url']}")
     (token_request,) = identity.token_requests
     assert token_request.query["resource"] == ["https://ml.azure.com"]
 
@@ -221,6 +213,7 @@ def test_500_then_success(
     assert len(jobs.jobs) == 1
 
 
+@pytest.mark.slow  # real retry back-offs: seconds by design
 def test_persistent_5xx_raises_and_is_never_recorded_as_done(
     batch_env: dict[str, str],
     jobs: JobsEndpoint,
@@ -313,6 +306,7 @@ def test_an_unknown_outcome_is_raised_once_not_wrapped_in_itself(
     assert isinstance(raised.value.__cause__, requests.ReadTimeout)
 
 
+@pytest.mark.slow  # real retry back-offs: seconds by design
 def test_unreachable_endpoint_is_transient(
     batch_env: dict[str, str],
     containers: dict[str, str],
@@ -328,6 +322,7 @@ def test_unreachable_endpoint_is_transient(
     assert ledger(blob_service, containers, event) is None
 
 
+@pytest.mark.slow  # real retry back-offs: seconds by design
 def test_token_endpoint_failure_is_transient(
     batch_env: dict[str, str],
     jobs: JobsEndpoint,

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
-from handlers import batch_index, batch_ledger, context
+from handlers import batch_index
 from handlers.batch_client import BatchJobClient, DispatchRetry
+from handlers.batch_ledger import ClaimWait
 from handlers.context import AppContext, reset_context
 from handlers.outcomes import Outcome
 from handlers.pipeline import handle
@@ -218,25 +219,25 @@ def test_storage_lost_after_the_job_was_posted_still_starts_one_job(
     blob_service: BlobServiceClient,
     proxy: FaultProxy,
     identity: ManagedIdentityEndpoint,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The job is posted, then storage goes away before the ledger says so: the function
     returns (the job exists), and every later delivery, even once the claim is stale, never
     posts a second job; the version reads as unknown for an operator to check."""
     caplog.set_level(logging.INFO)
-    # The storage SDK's own retries (about 8 s against a dead endpoint) are not what this is
-    # about; without them the failure reaches the handler at once.
-    monkeypatch.setattr(context, "_storage_retry", lambda: LinearRetry(backoff=0, retry_total=0))
     base_url = use_storage(proxy.port, containers)
     jobs = StorageDropsOnFirstPost(identity.token, proxy)
     try:
         batch_environment(identity, jobs)
+        # The storage SDK's own retries (about 8 s against a dead endpoint) are not what this
+        # is about; without them the failure reaches the handler at once.
+        no_retry = LinearRetry(backoff=0, retry_total=0)
+        now = AppContext.from_env(os.environ, storage_retry=no_retry)
         event = upload(
             blob_service, base_url, containers["incoming"], "incoming/late.csv", b"a\n1\n"
         )
         # Returns: the job exists.
-        outcome = outcome_of("dispatch_batch_job", event)
+        outcome = outcome_of("dispatch_batch_job", event, now)
         (job_name,) = jobs.jobs
         assert outcome == Outcome(
             "dispatched", f"job {job_name} for {event['data']['url']}; ledger not updated"
@@ -247,12 +248,18 @@ def test_storage_lost_after_the_job_was_posted_still_starts_one_job(
         )
         proxy.up()
         # Event Grid keeps retrying for up to 24 h; stand for the time it takes the claim
-        # to turn stale (CLAIM_TIMEOUT) without waiting for it.
-        monkeypatch.setattr(batch_ledger, "CLAIM_TIMEOUT", timedelta(0))
-        redeliver_until_done(
-            [("dispatch_batch_job", event)], outcome_of, 1, RedeliveryReport(), max_rounds=3
+        # to turn stale (CLAIM_TIMEOUT) without waiting for it: by then every claim is stale.
+        later = AppContext.from_env(
+            os.environ, storage_retry=no_retry, claim_wait=ClaimWait(stale_after=timedelta(0))
         )
-        again = outcome_of("dispatch_batch_job", event)
+
+        def deliver_later(function: str, payload: dict[str, Any]) -> Outcome:
+            return outcome_of(function, payload, later)
+
+        redeliver_until_done(
+            [("dispatch_batch_job", event)], deliver_later, 1, RedeliveryReport(), max_rounds=3
+        )
+        again = deliver_later("dispatch_batch_job", event)
         assert again.status == "duplicate" and "already unknown" in again.detail
         assert len(jobs.jobs) == 1
         assert len(jobs.posts()) == 1

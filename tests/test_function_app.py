@@ -131,13 +131,20 @@ def test_claim_timeout_outlives_the_function_timeout() -> None:
     """A batch claim is stale only once the delivery holding it must have been stopped."""
     from datetime import timedelta
 
-    from handlers.batch_ledger import CLAIM_TIMEOUT
+    from handlers.batch_ledger import CLAIM_TIMEOUT, ClaimWait
+    from handlers.context import AppContext
 
     hours, minutes, seconds = json.loads((ROOT / "host.json").read_text())["functionTimeout"].split(
         ":"
     )
     timeout = timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds))
     assert timeout < CLAIM_TIMEOUT
+    # What every delivery uses unless a caller passes its own ClaimWait.
+    assert ClaimWait().stale_after == CLAIM_TIMEOUT
+    assert (
+        AppContext.from_env({"DATA_STORAGE": "UseDevelopmentStorage=true"}).claim_wait
+        == ClaimWait()
+    )
 
 
 @pytest.mark.azurite
@@ -160,9 +167,11 @@ def test_each_invocation_logs_one_outcome_line_in_the_documented_format(
         caplog.clear()
         return found
 
-    def expected(payload: dict[str, Any], outcome: Outcome) -> str:
-        where = f"create_thumbnail event={payload['id']} blob={images}/"
-        where += payload["subject"].split("/blobs/", 1)[1]
+    def expected(
+        payload: dict[str, Any], outcome: Outcome, function: str = "create_thumbnail"
+    ) -> str:
+        container, name = payload["subject"].split("/containers/", 1)[1].split("/blobs/", 1)
+        where = f"{function} event={payload['id']} blob={container}/{name}"
         if outcome.status == "failed":
             return f"{where} outcome=failed reason={outcome.detail}"
         return f"{where} outcome={outcome.status} {outcome.detail}"
@@ -180,3 +189,14 @@ def test_each_invocation_logs_one_outcome_line_in_the_documented_format(
     failed = outcome_of("create_thumbnail", broken)
     assert failed.status == "failed"
     assert lines() == [(logging.ERROR, expected(broken, failed))]
+
+    table = upload_event(containers["incoming"], "in/day 1.csv", b"a\n1\n")
+    invoke("dispatch_batch_job", table)
+    through_trigger = lines()
+    dry_run = outcome_of("dispatch_batch_job", table)
+    assert dry_run.status == "dry-run"
+    assert (
+        through_trigger
+        == lines()
+        == [(logging.INFO, expected(table, dry_run, "dispatch_batch_job"))]
+    )

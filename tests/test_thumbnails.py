@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +13,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
+from handlers.outcomes import Outcome
 from handlers.thumbnails import SOURCE_ETAG, made_from, thumbnail_name
 from tests.support import images as gen
-from tests.support.host import invoke
+from tests.support.host import invoke, outcome_of
 from tools import events as build
 
 pytestmark = pytest.mark.azurite
@@ -22,8 +24,9 @@ pytestmark = pytest.mark.azurite
 Upload = Callable[..., dict[str, Any]]
 
 
-def outcomes(caplog: pytest.LogCaptureFixture, status: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if f"outcome={status}" in r.getMessage()]
+def statuses(*events: dict[str, Any]) -> list[str]:
+    """What ``create_thumbnail`` comes to for each event, delivered one after another."""
+    return [outcome_of("create_thumbnail", event).status for event in events]
 
 
 def read(service: BlobServiceClient, container: str, name: str) -> tuple[bytes, Any]:
@@ -38,14 +41,12 @@ def test_writes_a_thumbnail_with_metadata(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     name = "holiday/2026 beach #1 +ünï%.jpg"
     event = upload_event(
         containers["images"], name, gen.encode(gen.halves((1600, 900)), "JPEG"), schema
     )
-    invoke("create_thumbnail", event)
+    outcome = outcome_of("create_thumbnail", event)
 
     data, props = read(
         blob_service, containers["thumbnails"], thumbnail_name(containers["images"], name)
@@ -55,8 +56,10 @@ def test_writes_a_thumbnail_with_metadata(
     assert props.content_settings.content_type == "image/jpeg"
     assert props.metadata[SOURCE_ETAG] == event["data"]["eTag"].strip('"')
     assert props.metadata["source_url"] == event["data"]["url"]
-    assert len(outcomes(caplog, "written")) == 1
-    assert event["id"] in outcomes(caplog, "written")[0]
+    thumbnail = f"{containers['thumbnails']}/{thumbnail_name(containers['images'], name)}"
+    assert outcome == Outcome(
+        "written", f"thumbnail {thumbnail} 128x72 image/jpeg from JPEG 1600x900"
+    )
 
 
 def test_transparent_png_is_stored_as_png(
@@ -129,20 +132,17 @@ def test_new_version_in_another_format_replaces_the_thumbnail_in_place(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Under auto an opaque logo gives JPEG and its transparent redesign PNG: one thumbnail
     blob either way, never a stale JPEG left beside the PNG."""
-    caplog.set_level(logging.INFO)
     images, thumbs = containers["images"], containers["thumbnails"]
     opaque = upload_event(images, "logo.png", gen.encode(gen.halves((400, 200)), "PNG"))
-    invoke("create_thumbnail", opaque)
+    assert statuses(opaque) == ["written"]
     _, first = read(blob_service, thumbs, f"{images}/logo.png")
     assert first.content_settings.content_type == "image/jpeg"
     clear = upload_event(images, "logo.png", gen.encode(gen.transparent_rgba((400, 200)), "PNG"))
-    invoke("create_thumbnail", clear)
-    invoke("create_thumbnail", clear)  # a duplicate still writes nothing
-    invoke("create_thumbnail", opaque)  # nor does the old version's late redelivery
+    # A duplicate still writes nothing, nor does the old version's late redelivery.
+    assert statuses(clear, clear, opaque) == ["written", "duplicate", "superseded"]
     names = [b.name for b in blob_service.get_container_client(thumbs).list_blobs()]
     assert names == [f"{images}/logo.png"]
     data, props = read(blob_service, thumbs, names[0])
@@ -151,9 +151,6 @@ def test_new_version_in_another_format_replaces_the_thumbnail_in_place(
         "image/png",
     )
     assert props.metadata[SOURCE_ETAG] == clear["data"]["eTag"].strip('"')
-    assert len(outcomes(caplog, "written")) == 2
-    assert len(outcomes(caplog, "duplicate")) == 1
-    assert len(outcomes(caplog, "superseded")) == 1
 
 
 def test_corrupt_icc_profile_is_one_log_line_and_a_thumbnail(
@@ -166,11 +163,12 @@ def test_corrupt_icc_profile_is_one_log_line_and_a_thumbnail(
     caplog.set_level(logging.DEBUG)
     source = gen.encode(gen.halves((600, 400)), "JPEG", icc_profile=b"\x00" * 300)
     event = upload_event(containers["images"], "odd.jpg", source)
-    invoke("create_thumbnail", event)
-    mentions = [r for r in caplog.records if "ICC profile" in r.getMessage()]
-    assert len(mentions) == 1
-    assert "outcome=written" in mentions[0].getMessage()
-    assert "ICC profile ignored (corrupt, 300 bytes" in mentions[0].getMessage()
+    outcome = outcome_of("create_thumbnail", event)
+    assert outcome.status == "written"
+    assert "ICC profile ignored (corrupt, 300 bytes" in outcome.detail
+    # Said once, on the outcome's own line: no other log line mentions the profile.
+    (mention,) = [r.getMessage() for r in caplog.records if "ICC profile" in r.getMessage()]
+    assert mention.endswith(outcome.detail)
     data, _ = read(blob_service, containers["thumbnails"], f"{containers['images']}/odd.jpg")
     assert "icc_profile" not in gen.open_bytes(data).info
 
@@ -199,20 +197,15 @@ def test_duplicate_delivery_writes_nothing(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     event = upload_event(containers["images"], "a.jpg", gen.encode(gen.halves((600, 400)), "JPEG"))
-    invoke("create_thumbnail", event)
+    assert statuses(event) == ["written"]
     _, first = read(blob_service, containers["thumbnails"], f"{containers['images']}/a.jpg")
-    invoke("create_thumbnail", event)
     replayed = {**event, "id": "replayed-with-another-id"}
-    invoke("create_thumbnail", replayed)
+    assert statuses(event, replayed) == ["duplicate", "duplicate"]
     _, after = read(blob_service, containers["thumbnails"], f"{containers['images']}/a.jpg")
     assert after.etag == first.etag
     assert after.last_modified == first.last_modified
-    assert len(outcomes(caplog, "written")) == 1
-    assert len(outcomes(caplog, "duplicate")) == 2
 
 
 def test_concurrent_deliveries_write_once(
@@ -220,19 +213,18 @@ def test_concurrent_deliveries_write_once(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     event = upload_event(
         containers["images"], "race.png", gen.encode(gen.halves((2000, 1500)), "PNG")
     )
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
+    outcomes: list[Outcome] = []
 
     def deliver() -> None:
         barrier.wait()
         try:
-            invoke("create_thumbnail", event)
+            outcomes.append(outcome_of("create_thumbnail", event))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -242,8 +234,7 @@ def test_concurrent_deliveries_write_once(
     for thread in threads:
         thread.join(timeout=60)
     assert not errors
-    assert len(outcomes(caplog, "written")) == 1
-    assert len(outcomes(caplog, "duplicate")) == 7
+    assert Counter(outcome.status for outcome in outcomes) == {"written": 1, "duplicate": 7}
     _, props = read(blob_service, containers["thumbnails"], f"{containers['images']}/race.png")
     assert props.metadata[SOURCE_ETAG] == event["data"]["eTag"].strip('"')
 
@@ -253,21 +244,18 @@ def test_new_version_replaces_and_stale_event_does_not(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     first = upload_event(containers["images"], "v.jpg", gen.encode(gen.halves((800, 400)), "JPEG"))
-    invoke("create_thumbnail", first)
+    assert statuses(first) == ["written"]
     second = upload_event(containers["images"], "v.jpg", gen.encode(gen.halves((400, 800)), "JPEG"))
-    invoke("create_thumbnail", second)
+    assert statuses(second) == ["written"]
     data, props = read(blob_service, containers["thumbnails"], f"{containers['images']}/v.jpg")
     assert gen.open_bytes(data).size == (64, 128)
     assert props.metadata[SOURCE_ETAG] == second["data"]["eTag"].strip('"')
 
-    invoke("create_thumbnail", first)  # late redelivery of the old version
+    assert statuses(first) == ["superseded"]  # late redelivery of the old version
     _, after = read(blob_service, containers["thumbnails"], f"{containers['images']}/v.jpg")
     assert after.etag == props.etag
-    assert len(outcomes(caplog, "superseded")) == 1
 
 
 def test_event_for_a_version_already_overwritten_writes_nothing(
@@ -275,14 +263,11 @@ def test_event_for_a_version_already_overwritten_writes_nothing(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     old = upload_event(containers["images"], "w.jpg", gen.encode(gen.halves((300, 300)), "JPEG"))
     upload_event(containers["images"], "w.jpg", gen.encode(gen.halves((300, 600)), "JPEG"))
-    invoke("create_thumbnail", old)
+    assert statuses(old) == ["superseded"]
     assert not blob_service.get_container_client(containers["thumbnails"]).exists()
-    assert len(outcomes(caplog, "superseded")) == 1
 
 
 @pytest.mark.parametrize("output", ["thumbnails", "ledger", "deadletter"])
@@ -292,19 +277,16 @@ def test_events_for_output_containers_are_ignored(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The recursion guard: a filter that also matched the thumbnail container changes nothing."""
-    caplog.set_level(logging.INFO)
     blob_service.create_container(containers[output])
     event = upload_event(
         containers[output], "images-x/a.jpg", gen.encode(gen.halves((300, 300)), "JPEG")
     )
-    invoke("create_thumbnail", event)
-    invoke("dispatch_batch_job", event)
-    ignored = outcomes(caplog, "ignored")
-    assert len(ignored) == 2
-    assert all("output containers" in line for line in ignored)
+    for function in ("create_thumbnail", "dispatch_batch_job"):
+        outcome = outcome_of(function, event)
+        assert outcome.status == "ignored"
+        assert "output containers" in outcome.detail
     names = [b.name for b in blob_service.get_container_client(containers[output]).list_blobs()]
     assert names == ["images-x/a.jpg"]
 
@@ -314,9 +296,7 @@ def test_permanent_failures_are_logged_and_not_retried(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     images = containers["images"]
     cases = {
         "not-an-image.jpg": b"<html>not an image</html>",
@@ -327,14 +307,13 @@ def test_permanent_failures_are_logged_and_not_retried(
     gone = upload_event(images, "deleted.jpg", gen.encode(gen.halves((100, 100)), "JPEG"))
     blob_service.get_blob_client(images, "deleted.jpg").delete_blob()
     events.append(gone)
-    for event in events:
-        invoke("create_thumbnail", event)  # returns normally: Event Grid will not retry
-    failed = outcomes(caplog, "failed")
-    assert len(failed) == 4
-    for line, reason in zip(
+    # Each returns normally: Event Grid will not retry.
+    failed = [outcome_of("create_thumbnail", event) for event in events]
+    for outcome, reason in zip(
         failed, ["not an image", "empty (0 bytes)", "truncated", "deleted"], strict=True
     ):
-        assert reason in line
+        assert outcome.status == "failed"
+        assert reason in outcome.detail
     assert not blob_service.get_container_client(containers["thumbnails"]).exists()
 
 
@@ -343,10 +322,8 @@ def test_size_limits_refuse_without_downloading(
     containers: dict[str, str],
     upload_event: Upload,
     blob_service: BlobServiceClient,
-    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.INFO)
     monkeypatch.setenv("THUMBNAIL_MAX_BYTES", "1000")
     monkeypatch.setenv("THUMBNAIL_MAX_PIXELS", "10000")
     from handlers.context import reset_context
@@ -357,13 +334,11 @@ def test_size_limits_refuse_without_downloading(
     wide = upload_event(
         containers["images"], "wide.png", gen.encode(Image.new("L", (200, 200)), "PNG")
     )
-    invoke("create_thumbnail", big)
-    invoke("create_thumbnail", lied)
-    invoke("create_thumbnail", wide)
-    failed = outcomes(caplog, "failed")
-    assert "not downloaded" in failed[0]
-    assert "over THUMBNAIL_MAX_BYTES" in failed[1]
-    assert "over THUMBNAIL_MAX_PIXELS" in failed[2]
+    failed = [outcome_of("create_thumbnail", event) for event in (big, lied, wide)]
+    assert [outcome.status for outcome in failed] == ["failed"] * 3
+    assert "not downloaded" in failed[0].detail
+    assert "over THUMBNAIL_MAX_BYTES" in failed[1].detail
+    assert "over THUMBNAIL_MAX_PIXELS" in failed[2].detail
 
 
 def test_bad_settings_raise_naming_the_setting(
@@ -382,6 +357,7 @@ def test_bad_settings_raise_naming_the_setting(
         invoke("create_thumbnail", event)
 
 
+@pytest.mark.slow  # real retry back-offs: seconds by design
 def test_storage_unreachable_is_transient(
     app_env: dict[str, str],
     containers: dict[str, str],
@@ -419,8 +395,10 @@ def test_clients_are_made_once_per_process(
     built: list[context.AppContext] = []
     original = context.AppContext.from_env.__func__  # type: ignore[attr-defined]
 
-    def counting(cls: type[context.AppContext], env: Any = None) -> context.AppContext:
-        made = original(cls, env)
+    def counting(
+        cls: type[context.AppContext], env: Any = None, **policies: Any
+    ) -> context.AppContext:
+        made = original(cls, env, **policies)
         built.append(made)
         return made
 
