@@ -161,43 +161,57 @@ SCALE = [
 ]
 
 
-def per_image_table(results: list[Result]) -> Table:
-    table = Table(
-        "1. Thumbnail per image (128 px, handler code path, no network)",
-        [
-            "image",
-            "MB",
-            "handler ms",
-            "Pillow ms",
-            "pyvips ms",
-            "handler/Pillow",
-            "handler/pyvips",
-            "handler CPU ms",
-            "Pillow CPU ms",
-            "pyvips CPU ms",
-            "handler MiB",
-            "Pillow MiB",
-            "pyvips MiB",
-            "mem handler/Pillow",
-        ],
-    )
+# A table column: its header, and how a result's cell reads.
+Column = tuple[str, Callable[[Result], str]]
+IMAGE: list[Column] = [("image", lambda r: r.label), ("MB", lambda r: f"{r.size / 1e6:.1f}")]
+
+
+def wall_ms(label: str, variant: str) -> Column:
+    return f"{label} ms", lambda r: ms(r.wall[variant])
+
+
+def cpu_ms(label: str, variant: str) -> Column:
+    return f"{label} CPU ms", lambda r: ms(r.cpu[variant])
+
+
+def added_mib(label: str, variant: str) -> Column:
+    return f"{label} MiB", lambda r: mib(r.memory[variant].delta)
+
+
+def each(column: Callable[[str, str], Column], variants: list[tuple[str, str]]) -> list[Column]:
+    """``column`` for every (label, variant) pair."""
+    return [column(label, variant) for label, variant in variants]
+
+
+# (label, variant): the three pipelines side by side, and the handler against the bare one.
+ALL_THREE = [("handler", "handler"), ("Pillow", "pillow"), ("pyvips", "pyvips")]
+AGAINST_BARE = [("handler", "handler"), ("bare", "pillow")]
+
+
+def table_of(title: str, columns: list[Column], results: list[Result]) -> Table:
+    """One row per result; each header stays beside the cell it names."""
+    table = Table(title, [header for header, _ in columns])
     for r in results:
-        table.add(
-            r.label,
-            f"{r.size / 1e6:.1f}",
-            ms(r.wall["handler"]),
-            ms(r.wall["pillow"]),
-            ms(r.wall["pyvips"]),
-            ratio(r.wall["handler"], r.wall["pillow"]),
-            ratio(r.wall["handler"], r.wall["pyvips"]),
-            ms(r.cpu["handler"]),
-            ms(r.cpu["pillow"]),
-            ms(r.cpu["pyvips"]),
-            mib(r.memory["handler"].delta),
-            mib(r.memory["pillow"].delta),
-            mib(r.memory["pyvips"].delta),
-            ratio(r.memory["handler"].delta, r.memory["pillow"].delta),
-        )
+        table.add(*(cell(r) for _, cell in columns))
+    return table
+
+
+def per_image_table(results: list[Result]) -> Table:
+    columns = [
+        *IMAGE,
+        *each(wall_ms, ALL_THREE),
+        ("handler/Pillow", lambda r: ratio(r.wall["handler"], r.wall["pillow"])),
+        ("handler/pyvips", lambda r: ratio(r.wall["handler"], r.wall["pyvips"])),
+        *each(cpu_ms, ALL_THREE),
+        *each(added_mib, ALL_THREE),
+        (
+            "mem handler/Pillow",
+            lambda r: ratio(r.memory["handler"].delta, r.memory["pillow"].delta),
+        ),
+    ]
+    table = table_of(
+        "1. Thumbnail per image (128 px, handler code path, no network)", columns, results
+    )
     table.notes.append(
         "ms: median wall time; CPU ms: median process CPU time (all threads). MiB: peak RSS "
         "added by the case, each run alone in a fresh interpreter (median of 3)."
@@ -206,34 +220,19 @@ def per_image_table(results: list[Result]) -> Table:
 
 
 def formats_table(results: list[Result]) -> Table:
-    table = Table(
+    columns = [
+        *IMAGE,
+        *each(wall_ms, AGAINST_BARE),
+        ("handler/bare", lambda r: ratio(r.wall["handler"], r.wall["pillow"])),
+        *each(cpu_ms, AGAINST_BARE),
+        ("CPU handler/bare", lambda r: ratio(r.cpu["handler"], r.cpu["pillow"])),
+        *each(added_mib, AGAINST_BARE),
+    ]
+    table = table_of(
         "1b. HEIC, AVIF and a wide-gamut JPEG against the bare library pipeline (128 px)",
-        [
-            "image",
-            "MB",
-            "handler ms",
-            "bare ms",
-            "handler/bare",
-            "handler CPU ms",
-            "bare CPU ms",
-            "CPU handler/bare",
-            "handler MiB",
-            "bare MiB",
-        ],
+        columns,
+        results,
     )
-    for r in results:
-        table.add(
-            r.label,
-            f"{r.size / 1e6:.1f}",
-            ms(r.wall["handler"]),
-            ms(r.wall["pillow"]),
-            ratio(r.wall["handler"], r.wall["pillow"]),
-            ms(r.cpu["handler"]),
-            ms(r.cpu["pillow"]),
-            ratio(r.cpu["handler"], r.cpu["pillow"]),
-            mib(r.memory["handler"].delta),
-            mib(r.memory["pillow"].delta),
-        )
     table.notes.append(
         "bare: register pillow-heif, Image.open, thumbnail(), save as JPEG q85; it neither "
         "converts colours nor asks for the embedded thumbnail in the photo's shape, which the "
@@ -244,34 +243,18 @@ def formats_table(results: list[Result]) -> Table:
 
 
 def scale_table(results: list[Result]) -> Table:
-    table = Table(
-        "4. How cost grows with image size (JPEG q90, 128 px thumbnail)",
-        [
-            "image",
-            "MB",
-            "handler ms",
-            "Pillow ms",
-            "pyvips ms",
-            "handler CPU ms",
-            "handler MiB",
-            "handler peak RSS MiB",
-            "Pillow MiB",
-            "pyvips MiB",
-        ],
+    columns = [
+        *IMAGE,
+        *each(wall_ms, ALL_THREE),
+        cpu_ms("handler", "handler"),
+        added_mib("handler", "handler"),
+        ("handler peak RSS MiB", lambda r: mib(r.memory["handler"].peak)),
+        added_mib("Pillow", "pillow"),
+        added_mib("pyvips", "pyvips"),
+    ]
+    table = table_of(
+        "4. How cost grows with image size (JPEG q90, 128 px thumbnail)", columns, results
     )
-    for r in results:
-        table.add(
-            r.label,
-            f"{r.size / 1e6:.1f}",
-            ms(r.wall["handler"]),
-            ms(r.wall["pillow"]),
-            ms(r.wall["pyvips"]),
-            ms(r.cpu["handler"]),
-            mib(r.memory["handler"].delta),
-            mib(r.memory["handler"].peak),
-            mib(r.memory["pillow"].delta),
-            mib(r.memory["pyvips"].delta),
-        )
     table.notes.append(
         f"THUMBNAIL_MAX_PIXELS at its default ({MAX_PIXELS:,}): the 100 MP image is accepted. "
         "Peak RSS is the whole child interpreter (Python, Pillow, the input bytes)."

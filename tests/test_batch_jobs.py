@@ -13,6 +13,7 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +34,7 @@ from handlers.errors import (
 from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome
 from handlers.pipeline import handle
-from tests.support.faults import batch_environment
+from tests.support.faults import batch_environment, deliver_at_once
 from tests.support.host import invoke, outcome_of
 from tools import azurite
 from tools import events as build
@@ -53,22 +54,11 @@ def batch_env(
     return batch_environment(identity, jobs) | extra
 
 
-def posts(jobs: JobsEndpoint) -> list[Any]:
-    return [r for r in jobs.requests if r.method == "POST"]
-
-
 def blob_created(event: dict[str, Any]) -> BlobCreated:
     account = AccountEndpoint(azurite.ACCOUNT, event["data"]["url"].split("/batch-input")[0])
     parsed = parse_event(event, account)
     assert isinstance(parsed, BlobCreated)
     return parsed
-
-
-def ledger(service: BlobServiceClient, containers: dict[str, str], event: dict[str, Any]) -> Any:
-    client = service.get_blob_client(containers["ledger"], ledger_name(blob_created(event)))
-    if not client.exists():
-        return None
-    return json.loads(client.download_blob().readall())
 
 
 def deliver(event: dict[str, Any]) -> Outcome:
@@ -86,18 +76,44 @@ def csv_event(containers: dict[str, str], upload_event: Upload) -> Callable[[str
     return make
 
 
-def test_posts_the_documented_job_and_records_it(
+@dataclass(frozen=True)
+class Batch:
+    """The app dispatching to the local jobs endpoint, and the ledger it keeps on Azurite."""
+
+    jobs: JobsEndpoint
+    service: BlobServiceClient
+    incoming: str  # the container batch input is uploaded to
+    ledger: str  # DISPATCH_LEDGER_CONTAINER
+    upload: Callable[[str], dict[str, Any]]  # a CSV blob uploaded: its BlobCreated event
+
+    def record(self, event: dict[str, Any]) -> Any:
+        """The ledger record of the version ``event`` announces, or None when there is none."""
+        client = self.service.get_blob_client(self.ledger, ledger_name(blob_created(event)))
+        if not client.exists():
+            return None
+        return json.loads(client.download_blob().readall())
+
+
+@pytest.fixture
+def batch(
     batch_env: dict[str, str],
     jobs: JobsEndpoint,
-    identity: ManagedIdentityEndpoint,
     containers: dict[str, str],
-    csv_event: Callable[[str], dict[str, Any]],
     blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> Batch:
+    """The app pointed at the identity and jobs stand-ins (deployment 'blue', input
+    'heart_data') and at this test's containers."""
+    return Batch(jobs, blob_service, containers["incoming"], containers["ledger"], csv_event)
+
+
+def test_posts_the_documented_job_and_records_it(
+    batch: Batch, identity: ManagedIdentityEndpoint
 ) -> None:
-    event = csv_event("incoming/2026/heart disease #3.csv")
+    event = batch.upload("incoming/2026/heart disease #3.csv")
     outcome = outcome_of("dispatch_batch_job", event)
 
-    (request,) = posts(jobs)
+    (request,) = batch.jobs.posts()
     assert request.path == "/jobs"
     assert request.headers["Authorization"] == f"Bearer {identity.token}"
     assert request.headers["Content-Type"] == "application/json"
@@ -107,8 +123,8 @@ def test_posts_the_documented_job_and_records_it(
             "InputData": {"heart_data": {"JobInputType": "UriFile", "Uri": event["data"]["url"]}}
         }
     }
-    (job_name,) = jobs.jobs
-    record = ledger(blob_service, containers, event)
+    (job_name,) = batch.jobs.jobs
+    record = batch.record(event)
     assert record["status"] == "dispatched"
     assert record["jobName"] == job_name
     assert record["eTag"] == event["data"]["eTag"].strip('"')
@@ -118,18 +134,13 @@ def test_posts_the_documented_job_and_records_it(
     assert token_request.query["resource"] == ["https://ml.azure.com"]
 
 
-def test_folder_input_and_default_deployment(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    csv_event: Callable[[str], dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_folder_input_and_default_deployment(batch: Batch, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCH_INPUT_TYPE", "UriFolder")
     monkeypatch.delenv("BATCH_DEPLOYMENT")
     reset_context()
-    event = csv_event("incoming/day1/a.csv")
+    event = batch.upload("incoming/day1/a.csv")
     invoke("dispatch_batch_job", event)
-    (request,) = posts(jobs)
+    (request,) = batch.jobs.posts()
     assert "azureml-model-deployment" not in request.headers
     (value,) = request.json()["properties"]["InputData"].values()
     assert value == {
@@ -138,201 +149,136 @@ def test_folder_input_and_default_deployment(
     }
 
 
-def test_duplicate_and_concurrent_deliveries_start_one_job(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
-    event = csv_event("incoming/once.csv")
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
-    outcomes: list[Outcome] = []
-
-    def deliver_at_once() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(deliver(event))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deliver_at_once) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+def test_duplicate_and_concurrent_deliveries_start_one_job(batch: Batch) -> None:
+    event = batch.upload("incoming/once.csv")
+    outcomes = deliver_at_once([("dispatch_batch_job", event)] * 8, outcome_of)
     outcomes.append(deliver({**event, "id": "redelivered"}))
-    assert not errors
-    assert len(jobs.jobs) == 1
-    assert len(posts(jobs)) == 1
+    assert len(batch.jobs.jobs) == 1
+    assert len(batch.jobs.posts()) == 1
     assert Counter(outcome.status for outcome in outcomes) == {"dispatched": 1, "duplicate": 8}
-    (job_name,) = jobs.jobs
+    (job_name,) = batch.jobs.jobs
     assert all(job_name in outcome.detail for outcome in outcomes)
 
 
-def test_a_new_version_gets_its_own_job(
-    batch_env: dict[str, str], jobs: JobsEndpoint, csv_event: Callable[[str], dict[str, Any]]
-) -> None:
-    invoke("dispatch_batch_job", csv_event("incoming/v.csv"))
-    invoke("dispatch_batch_job", csv_event("incoming/v.csv"))
-    assert len(jobs.jobs) == 2
+def test_a_new_version_gets_its_own_job(batch: Batch) -> None:
+    invoke("dispatch_batch_job", batch.upload("incoming/v.csv"))
+    invoke("dispatch_batch_job", batch.upload("incoming/v.csv"))
+    assert len(batch.jobs.jobs) == 2
 
 
-def test_429_honours_retry_after(
-    batch_env: dict[str, str], jobs: JobsEndpoint, csv_event: Callable[[str], dict[str, Any]]
-) -> None:
-    jobs.script.append(Scripted(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "1"}))
-    invoke("dispatch_batch_job", csv_event("incoming/busy.csv"))
-    assert len(jobs.jobs) == 1
-    first, second = posts(jobs)
+def test_429_honours_retry_after(batch: Batch) -> None:
+    batch.jobs.script.append(
+        Scripted(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "1"})
+    )
+    invoke("dispatch_batch_job", batch.upload("incoming/busy.csv"))
+    assert len(batch.jobs.jobs) == 1
+    first, second = batch.jobs.posts()
     assert second.received - first.received >= 0.95
 
 
-def test_429_with_a_long_retry_after_leaves_it_to_event_grid(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
-    jobs.script.append(Scripted(429, None, {"Retry-After": "120"}))
-    event = csv_event("incoming/later.csv")
+def test_429_with_a_long_retry_after_leaves_it_to_event_grid(batch: Batch) -> None:
+    batch.jobs.script.append(Scripted(429, None, {"Retry-After": "120"}))
+    event = batch.upload("incoming/later.csv")
     with pytest.raises(DispatchUnavailableError, match="Retry-After 120"):
         invoke("dispatch_batch_job", event)
-    assert len(posts(jobs)) == 1
-    assert ledger(blob_service, containers, event) is None  # claim released for the retry
+    assert len(batch.jobs.posts()) == 1
+    assert batch.record(event) is None  # claim released for the retry
     invoke("dispatch_batch_job", event)  # Event Grid's retry
-    assert len(jobs.jobs) == 1
+    assert len(batch.jobs.jobs) == 1
 
 
-def test_500_then_success(
-    batch_env: dict[str, str], jobs: JobsEndpoint, csv_event: Callable[[str], dict[str, Any]]
-) -> None:
-    jobs.script.append(Scripted(500, {"error": {"code": "InternalServerError"}}))
-    invoke("dispatch_batch_job", csv_event("incoming/flaky.csv"))
-    assert len(posts(jobs)) == 2
-    assert len(jobs.jobs) == 1
+def test_500_then_success(batch: Batch) -> None:
+    batch.jobs.script.append(Scripted(500, {"error": {"code": "InternalServerError"}}))
+    invoke("dispatch_batch_job", batch.upload("incoming/flaky.csv"))
+    assert len(batch.jobs.posts()) == 2
+    assert len(batch.jobs.jobs) == 1
 
 
 @pytest.mark.slow  # real retry back-offs: seconds by design
-def test_persistent_5xx_raises_and_is_never_recorded_as_done(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
-    jobs.script.extend([Scripted(503), Scripted(500), Scripted(408)])
-    event = csv_event("incoming/down.csv")
+def test_persistent_5xx_raises_and_is_never_recorded_as_done(batch: Batch) -> None:
+    batch.jobs.script.extend([Scripted(503), Scripted(500), Scripted(408)])
+    event = batch.upload("incoming/down.csv")
     with pytest.raises(DispatchUnavailableError, match="408 after 3 attempts"):
         invoke("dispatch_batch_job", event)
-    assert ledger(blob_service, containers, event) is None
+    assert batch.record(event) is None
     invoke("dispatch_batch_job", event)
-    assert len(jobs.jobs) == 1
-    assert ledger(blob_service, containers, event)["status"] == "dispatched"
+    assert len(batch.jobs.jobs) == 1
+    assert batch.record(event)["status"] == "dispatched"
 
 
-def test_400_is_permanent_logged_and_recorded(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
+def test_400_is_permanent_logged_and_recorded(batch: Batch) -> None:
     body = {"error": {"code": "UserError", "message": "input is not readable"}}
-    jobs.script.append(Scripted(400, body))
-    event = csv_event("incoming/bad.csv")
+    batch.jobs.script.append(Scripted(400, body))
+    event = batch.upload("incoming/bad.csv")
     outcome = deliver(event)  # returns normally: not retried
     assert outcome.status == "failed"
     assert "400" in outcome.detail and "input is not readable" in outcome.detail
-    record = ledger(blob_service, containers, event)
+    record = batch.record(event)
     assert (record["status"], record["statusCode"]) == ("rejected", 400)
     assert deliver(event).status == "duplicate"
-    assert len(posts(jobs)) == 1
+    assert len(batch.jobs.posts()) == 1
 
 
-def test_unauthorized_is_configuration_and_retried(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
-    jobs.accepted_token = "someone-else"
-    event = csv_event("incoming/denied.csv")
+def test_unauthorized_is_configuration_and_retried(batch: Batch) -> None:
+    batch.jobs.accepted_token = "someone-else"
+    event = batch.upload("incoming/denied.csv")
     with pytest.raises(ConfigurationError, match="AzureML Data Scientist"):
         invoke("dispatch_batch_job", event)
-    assert ledger(blob_service, containers, event) is None
+    assert batch.record(event) is None
 
 
 def test_no_answer_is_recorded_as_unknown_and_never_posted_twice(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
+    batch: Batch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATCH_TIMEOUT_SECONDS", "0.5")
     reset_context()
-    jobs.script.append(Scripted(200, delay=1.5, then_normal=True))  # starts the job, answers late
-    event = csv_event("incoming/slow.csv")
+    # Starts the job, answers late.
+    batch.jobs.script.append(Scripted(200, delay=1.5, then_normal=True))
+    event = batch.upload("incoming/slow.csv")
     outcome = deliver(event)
     assert outcome.status == "failed"
     assert "may exist" in outcome.detail
     name = ledger_name(blob_created(event))
-    assert f"delete ledger blob {containers['ledger']}/{name} to dispatch" in outcome.detail
+    assert f"delete ledger blob {batch.ledger}/{name} to dispatch" in outcome.detail
     assert deliver(event).status == "duplicate"
-    assert len(jobs.jobs) == 1
-    assert len(posts(jobs)) == 1
-    record = ledger(blob_service, containers, event)
+    assert len(batch.jobs.jobs) == 1
+    assert len(batch.jobs.posts()) == 1
+    record = batch.record(event)
     assert record["status"] == "unknown"
     assert record["reason"].endswith("the job may exist")  # the reason, without the advice
 
 
 def test_an_unknown_outcome_is_raised_once_not_wrapped_in_itself(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    csv_event: Callable[[str], dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
+    batch: Batch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATCH_TIMEOUT_SECONDS", "0.5")
     ctx = AppContext.from_env(os.environ)
-    jobs.script.append(Scripted(200, delay=1.5, then_normal=True))
-    event = blob_created(csv_event("incoming/raised.csv"))
+    batch.jobs.script.append(Scripted(200, delay=1.5, then_normal=True))
+    event = blob_created(batch.upload("incoming/raised.csv"))
     with pytest.raises(OutcomeUnknownError) as raised:
         dispatch_batch_job(event, ctx.blob_service, ctx.settings, ctx.batch_client)
-    assert raised.value.ledger_blob == f"{containers['ledger']}/{ledger_name(event)}"
+    assert raised.value.ledger_blob == f"{batch.ledger}/{ledger_name(event)}"
     assert isinstance(raised.value.__cause__, requests.ReadTimeout)
 
 
 @pytest.mark.slow  # real retry back-offs: seconds by design
-def test_unreachable_endpoint_is_transient(
-    batch_env: dict[str, str],
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_unreachable_endpoint_is_transient(batch: Batch, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCH_ENDPOINT_URI", f"http://127.0.0.1:{azurite.free_port()}/jobs")
     reset_context()
-    event = csv_event("incoming/nowhere.csv")
+    event = batch.upload("incoming/nowhere.csv")
     with pytest.raises(DispatchUnavailableError, match="could not connect"):
         invoke("dispatch_batch_job", event)
-    assert ledger(blob_service, containers, event) is None
+    assert batch.record(event) is None
 
 
 @pytest.mark.slow  # real retry back-offs: seconds by design
 def test_token_endpoint_failure_is_transient(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    identity: ManagedIdentityEndpoint,
-    csv_event: Callable[[str], dict[str, Any]],
+    batch: Batch, identity: ManagedIdentityEndpoint
 ) -> None:
     identity.script.extend([Scripted(500, {"error": "unavailable"})] * 10)
     with pytest.raises(DispatchUnavailableError, match="no token"):
-        invoke("dispatch_batch_job", csv_event("incoming/notoken.csv"))
-    assert posts(jobs) == []
+        invoke("dispatch_batch_job", batch.upload("incoming/notoken.csv"))
+    assert batch.jobs.posts() == []
 
 
 def test_dry_run_logs_the_request_and_records_nothing(
@@ -351,86 +297,72 @@ def test_dry_run_logs_the_request_and_records_nothing(
 
 
 def test_user_assigned_identity_client_id_is_used(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    identity: ManagedIdentityEndpoint,
-    csv_event: Callable[[str], dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
+    batch: Batch, identity: ManagedIdentityEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
     reset_context()
-    invoke("dispatch_batch_job", csv_event("incoming/uami.csv"))
+    invoke("dispatch_batch_job", batch.upload("incoming/uami.csv"))
     (token_request,) = identity.token_requests
     assert token_request.query["client_id"] == ["11111111-2222-3333-4444-555555555555"]
-    assert len(jobs.jobs) == 1
+    assert len(batch.jobs.jobs) == 1
 
 
-def test_a_stale_claim_is_recorded_as_unknown_and_never_posted(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
+def test_a_stale_claim_is_recorded_as_unknown_and_never_posted(batch: Batch) -> None:
     """A delivery that died between claiming and recording may have posted: never post again."""
-    event = csv_event("incoming/orphan.csv")
+    event = batch.upload("incoming/orphan.csv")
     name = ledger_name(blob_created(event))
     claimed_at = (datetime.now(UTC) - CLAIM_TIMEOUT - timedelta(seconds=5)).isoformat()
-    blob_service.create_container(containers["ledger"])
-    blob_service.get_blob_client(containers["ledger"], name).upload_blob(
+    batch.service.create_container(batch.ledger)
+    batch.service.get_blob_client(batch.ledger, name).upload_blob(
         json.dumps({"status": "dispatching", "claimedAt": claimed_at, "eventId": "dead"})
     )
     first, second = deliver(event), deliver(event)
-    assert posts(jobs) == []
-    record = ledger(blob_service, containers, event)
+    assert batch.jobs.posts() == []
+    record = batch.record(event)
     assert record["status"] == "unknown"
     assert first.status == "failed"
     assert "never recorded the outcome" in first.detail
-    assert f"delete ledger blob {containers['ledger']}/{name}" in first.detail
+    assert f"delete ledger blob {batch.ledger}/{name}" in first.detail
     assert second.status == "duplicate"
 
 
-def client_with(env: dict[str, str], waits: list[float]) -> BatchJobClient:
+def client_with(waits: list[float]) -> BatchJobClient:
     """The app's batch client on the app's session and credential, with recorded waits."""
     ctx = AppContext.from_env(os.environ)
     retry = DispatchRetry(sleep=waits.append)
     return BatchJobClient(ctx.settings.batch, ctx.http, ctx.credential, retry)
 
 
-def test_waits_one_then_two_seconds_then_gives_up(
-    batch_env: dict[str, str], jobs: JobsEndpoint
-) -> None:
+def test_waits_one_then_two_seconds_then_gives_up(batch: Batch) -> None:
     waits: list[float] = []
-    jobs.script.extend([Scripted(500), Scripted(502), Scripted(500)])
+    batch.jobs.script.extend([Scripted(500), Scripted(502), Scripted(500)])
     with pytest.raises(DispatchUnavailableError, match="500 after 3 attempts"):
-        client_with(batch_env, waits).submit("http://127.0.0.1/x/a.csv")
+        client_with(waits).submit("http://127.0.0.1/x/a.csv")
     assert waits == [1.0, 2.0]
-    assert len(posts(jobs)) == 3
+    assert len(batch.jobs.posts()) == 3
 
 
 def test_retry_after_is_honoured_on_any_retried_answer_and_unreadable_ones_back_off(
-    batch_env: dict[str, str], jobs: JobsEndpoint
+    batch: Batch,
 ) -> None:
     waits: list[float] = []
-    jobs.script.extend(
+    batch.jobs.script.extend(
         [
             Scripted(503, None, {"Retry-After": "3"}),
             Scripted(429, None, {"Retry-After": "soon"}),
         ]
     )
-    name = client_with(batch_env, waits).submit("http://127.0.0.1/x/a.csv")
-    assert name in jobs.jobs
+    name = client_with(waits).submit("http://127.0.0.1/x/a.csv")
+    assert name in batch.jobs.jobs
     assert waits == [3.0, 2.0]  # as asked, then the backoff after the second failure
 
 
-def test_413_with_retry_after_is_a_rejection_not_a_retry(
-    batch_env: dict[str, str], jobs: JobsEndpoint
-) -> None:
-    jobs.script.append(Scripted(413, {"error": {"code": "TooLarge"}}, {"Retry-After": "1"}))
+def test_413_with_retry_after_is_a_rejection_not_a_retry(batch: Batch) -> None:
+    batch.jobs.script.append(Scripted(413, {"error": {"code": "TooLarge"}}, {"Retry-After": "1"}))
     with pytest.raises(DispatchRejectedError, match="413") as raised:
-        client_with(batch_env, []).submit("http://127.0.0.1/x/a.csv")
+        client_with([]).submit("http://127.0.0.1/x/a.csv")
     assert "TooLarge" in raised.value.body
-    assert len(posts(jobs)) == 1
+    assert len(batch.jobs.posts()) == 1
 
 
 def test_a_connection_dropped_after_the_request_is_never_posted_again(
@@ -452,42 +384,34 @@ def test_a_connection_dropped_after_the_request_is_never_posted_again(
     os.environ["BATCH_ENDPOINT_URI"] = f"http://127.0.0.1:{listener.getsockname()[1]}/jobs"
     try:
         with pytest.raises(OutcomeUnknownError, match="the job may exist"):
-            client_with(batch_env, []).submit("http://127.0.0.1/x/a.csv")
+            client_with([]).submit("http://127.0.0.1/x/a.csv")
     finally:
         listener.close()
     assert len(received) == 1 and received[0].startswith(b"POST /jobs")
 
 
-def test_ledger_lookups_for_tools(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> None:
+def test_ledger_lookups_for_tools(batch: Batch) -> None:
     """Tools find a blob's records by prefix and ask whether a version was dispatched."""
     ctx = AppContext.from_env(os.environ)
-    first, second = csv_event("incoming/twice.csv"), csv_event("incoming/twice.csv")
-    jobs.script.append(Scripted(404, {"error": {"code": "DeploymentNotFound"}}))
+    first, second = batch.upload("incoming/twice.csv"), batch.upload("incoming/twice.csv")
+    batch.jobs.script.append(Scripted(404, {"error": {"code": "DeploymentNotFound"}}))
     assert deliver(first).status == "failed"
     assert deliver(second).status == "dispatched"
-    untouched = blob_created(csv_event("incoming/other.csv"))
+    untouched = blob_created(batch.upload("incoming/other.csv"))
 
-    prefix = ledger_prefix(containers["incoming"], "incoming/twice.csv")
-    listed = {
-        b.name for b in blob_service.get_container_client(containers["ledger"]).list_blobs(prefix)
-    }
+    prefix = ledger_prefix(batch.incoming, "incoming/twice.csv")
+    listed = {b.name for b in batch.service.get_container_client(batch.ledger).list_blobs(prefix)}
     versions = {ledger_name(blob_created(e)) for e in (first, second)}
     assert listed == versions and len(versions) == 2
-    assert not ledger_prefix(containers["incoming"], "incoming/other.csv").startswith(prefix)
+    assert not ledger_prefix(batch.incoming, "incoming/other.csv").startswith(prefix)
 
     rejected = find_record(ctx.blob_service, ctx.settings, blob_created(first))
     dispatched = find_record(ctx.blob_service, ctx.settings, blob_created(second))
     assert rejected is not None and dispatched is not None
     assert (rejected.status, rejected.job_name) == ("rejected", None)
-    assert (dispatched.status, dispatched.job_name) == ("dispatched", next(iter(jobs.jobs)))
+    assert (dispatched.status, dispatched.job_name) == ("dispatched", next(iter(batch.jobs.jobs)))
     assert (dispatched.container, dispatched.name) == (
-        containers["ledger"],
+        batch.ledger,
         ledger_name(blob_created(second)),
     )
     assert find_record(ctx.blob_service, ctx.settings, untouched) is None

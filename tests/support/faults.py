@@ -102,6 +102,21 @@ def redeliver_until_done(
         )
 
 
+def deliver_at_once(deliveries: list[Invocation], deliver: Deliver) -> list[Outcome]:
+    """Each delivery on a thread of its own, all released at one moment (copies of one event
+    that reach several instances together); their outcomes in the order given. Raises what
+    any of them raised."""
+    gate = threading.Barrier(len(deliveries))
+
+    def attempt(delivery: Invocation) -> Outcome:
+        gate.wait(timeout=60)
+        return deliver(*delivery)
+
+    with ThreadPoolExecutor(max_workers=len(deliveries)) as pool:
+        futures = [pool.submit(attempt, delivery) for delivery in deliveries]
+        return [future.result(timeout=60) for future in futures]
+
+
 def outcomes_by_blob(report: RedeliveryReport, function: str) -> dict[str, Counter[str]]:
     """For each blob (``container/name``), how many of ``function``'s invocations came to
     each outcome status; invocations that raised are in ``report.raised`` instead."""
