@@ -170,7 +170,7 @@ var azureMLDataScientistRoleId = 'f6c7c914-8db3-469d-8ca1-694a8f32e121' // Azure
 // this resource group's id stands in when none is given, so the indexes below always exist.
 var mlWorkspaceIdParts = split(empty(mlWorkspaceResourceId) ? resourceGroup().id : mlWorkspaceResourceId, '/')
 
-resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
   name: names.identity
   location: location
   tags: allTags
