@@ -23,6 +23,7 @@ from tests.support.infra import bicep, checkov, policy
 from tests.support.infra import routing as routing_check
 from tests.support.infra import settings as settings_check
 from tests.support.infra import subscriptions as subscriptions_check
+from tests.support.infra.copies import copy_infra, edit
 
 pytestmark = pytest.mark.infra
 
@@ -42,18 +43,6 @@ def routing() -> dict[str, Any]:
 @pytest.fixture
 def routing_copy(routing: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(routing)
-
-
-def copy_infra(tmp_path: Path) -> Path:
-    target = tmp_path / "infra"
-    shutil.copytree(bicep.INFRA, target)
-    return target
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def route(routing: dict[str, Any], function: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lark.exceptions import LarkError
 from pycep import BicepParser
 
 REPO = Path(__file__).resolve().parents[3]
@@ -31,8 +32,15 @@ def bicep_files(infra: Path = INFRA) -> list[Path]:
 
 
 def parse(path: Path) -> dict[str, Any]:
-    """The pycep-parser tree of a Bicep file (cached by content: tests parse many copies)."""
-    return _parse_text(path.read_text(encoding="utf-8"))
+    """The pycep-parser tree of a Bicep file (cached by content: tests parse many copies).
+
+    A construct pycep-parser cannot read raises Unresolved naming the file, so a check that
+    needs the file fails with the reason instead of passing over it.
+    """
+    try:
+        return _parse_text(path.read_text(encoding="utf-8"))
+    except LarkError as error:
+        raise Unresolved(f"pycep-parser cannot parse {path}: {error}") from error
 
 
 @functools.lru_cache(maxsize=64)
