@@ -4,6 +4,10 @@
 // Two phases, because Event Grid validates an AzureFunction destination when the subscription
 // is created: deploy with deployEventSubscriptions=false, publish the code, deploy again with
 // deployEventSubscriptions=true (azd's postdeploy hook does the last step).
+//
+// networkIsolation=true adds a virtual network, private endpoints for both storage accounts and
+// closes them to public networks, except the trusted-service path Event Grid needs (README,
+// "Private networking").
 targetScope = 'resourceGroup'
 
 @description('Required. Name of the environment (dev, test, prod...); seeds the resource names and tags.')
@@ -129,6 +133,62 @@ param logAnalyticsName string = ''
 @description('Optional. Name of the Event Grid system topic. Default: generated.')
 param systemTopicName string = ''
 
+@description('Optional. Private networking: VNet integration for the app, private endpoints for both storage accounts, public access closed except for Event Grid (see README).')
+param networkIsolation bool = false
+
+@description('Optional. Address space of the virtual network (networkIsolation only).')
+param vnetAddressPrefix string = '10.0.0.0/16'
+
+@description('Optional. Range of the subnet the app integrates with, delegated to Microsoft.App/environments (networkIsolation only).')
+param appSubnetAddressPrefix string = '10.0.0.0/24'
+
+@description('Optional. Range of the subnet of the private endpoints (networkIsolation only).')
+param privateEndpointSubnetAddressPrefix string = '10.0.1.0/24'
+
+@description('Optional. Name of the virtual network. Default: generated.')
+param vnetName string = ''
+
+@description('Optional. Address the alerts mail. Empty: the alert rules are still created and fire into the portal.')
+param alertEmail string = ''
+
+@description('Optional. Severity of alerts that need a person: events dead-lettered or dropped, batch jobs Failed (0 critical .. 4 verbose).')
+@minValue(0)
+@maxValue(4)
+param alertLossSeverity int = 1
+
+@description('Optional. Severity of alerts on failure rates that retries may absorb: failed deliveries, failed executions.')
+@minValue(0)
+@maxValue(4)
+param alertFailureSeverity int = 2
+
+@description('Optional. How often the alert rules are evaluated.')
+@allowed([
+  'PT1M'
+  'PT5M'
+  'PT15M'
+  'PT30M'
+  'PT1H'
+])
+param alertEvaluationFrequency string = 'PT5M'
+
+@description('Optional. The period each alert evaluation looks back over.')
+@allowed([
+  'PT5M'
+  'PT15M'
+  'PT30M'
+  'PT1H'
+  'PT6H'
+])
+param alertWindowSize string = 'PT15M'
+
+@description('Optional. Failed delivery attempts of one subscription per window that fire an alert.')
+@minValue(1)
+param alertDeliveryFailureThreshold int = 10
+
+@description('Optional. Failed executions of one function per window that fire an alert.')
+@minValue(1)
+param alertFunctionFailureThreshold int = 5
+
 @description('Optional. Extra tags for every resource.')
 param tags object = {}
 
@@ -146,6 +206,8 @@ var abbrs = {
   applicationInsights: 'appi-'
   logAnalytics: 'log-'
   systemTopic: 'egst-'
+  vnet: 'vnet-'
+  alerts: 'alert-'
 }
 var names = {
   dataStorage: !empty(dataStorageAccountName) ? dataStorageAccountName : '${abbrs.storageAccount}data${resourceToken}'
@@ -156,6 +218,8 @@ var names = {
   applicationInsights: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.applicationInsights}${resourceToken}'
   logAnalytics: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.logAnalytics}${resourceToken}'
   systemTopic: !empty(systemTopicName) ? systemTopicName : '${abbrs.systemTopic}${resourceToken}'
+  vnet: !empty(vnetName) ? vnetName : '${abbrs.vnet}${resourceToken}'
+  alerts: '${abbrs.alerts}${resourceToken}'
 }
 var deploymentContainerName = 'app-package'
 var allTags = union(tags, { 'azd-env-name': environmentName })
@@ -184,6 +248,10 @@ module dataStorage 'modules/storage-account.bicep' = {
     tags: allTags
     skuName: dataStorageSku
     isHnsEnabled: dataStorageHierarchicalNamespace
+    // Stays Enabled behind Deny when isolated: Event Grid dead-letters through the public
+    // endpoint as a trusted service (README, "Private networking").
+    publicNetworkAccess: 'Enabled'
+    networkDefaultAction: networkIsolation ? 'Deny' : 'Allow'
     containerNames: [
       containers.images
       containers.thumbnails
@@ -205,6 +273,8 @@ module hostStorage 'modules/storage-account.bicep' = {
     containerNames: [
       deploymentContainerName
     ]
+    publicNetworkAccess: networkIsolation ? 'Disabled' : 'Enabled'
+    networkDefaultAction: networkIsolation ? 'Deny' : 'Allow'
   }
 }
 
@@ -268,6 +338,81 @@ module batchReaderOnDataStorage 'modules/storage-role-assignment.bicep' = if (!e
   }
 }
 
+// --- Private networking (networkIsolation) --------------------------------------------------
+
+// Every sub-resource the host uses: blob (keys, locks and the Flex deployment package), queue
+// and table (AzureWebJobsStorage__queueServiceUri/tableServiceUri); the data account serves blob,
+// and dfs when the hierarchical namespace is on.
+var hostEndpointGroups = [
+  'blob'
+  'queue'
+  'table'
+]
+var blobEndpointGroups = [
+  'blob'
+]
+var hnsEndpointGroups = [
+  'dfs'
+]
+var dataEndpointGroups = union(blobEndpointGroups, dataStorageHierarchicalNamespace ? hnsEndpointGroups : [])
+var privateDnsGroups = union(hostEndpointGroups, dataStorageHierarchicalNamespace ? hnsEndpointGroups : [])
+var storageSuffix = environment().suffixes.storage
+
+module network 'modules/network.bicep' = if (networkIsolation) {
+  name: 'network-${resourceToken}'
+  params: {
+    name: names.vnet
+    location: location
+    tags: allTags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetAddressPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetAddressPrefix
+  }
+}
+
+module privateDnsZones 'modules/private-dns-zones.bicep' = if (networkIsolation) {
+  name: 'private-dns-zones-${resourceToken}'
+  params: {
+    zoneNames: [for groupId in privateDnsGroups: 'privatelink.${groupId}.${storageSuffix}']
+    virtualNetworkId: networkIsolation ? network.outputs.id : ''
+    tags: allTags
+  }
+}
+
+module hostEndpoints 'modules/storage-private-endpoint.bicep' = [
+  for groupId in (networkIsolation ? hostEndpointGroups : []): {
+    name: 'host-pe-${groupId}-${resourceToken}'
+    dependsOn: [
+      privateDnsZones
+    ]
+    params: {
+      storageAccountName: hostStorage.outputs.name
+      groupId: groupId
+      location: location
+      tags: allTags
+      subnetId: networkIsolation ? network.outputs.privateEndpointSubnetId : ''
+      privateDnsZoneId: resourceId('Microsoft.Network/privateDnsZones', 'privatelink.${groupId}.${storageSuffix}')
+    }
+  }
+]
+
+module dataEndpoints 'modules/storage-private-endpoint.bicep' = [
+  for groupId in (networkIsolation ? dataEndpointGroups : []): {
+    name: 'data-pe-${groupId}-${resourceToken}'
+    dependsOn: [
+      privateDnsZones
+    ]
+    params: {
+      storageAccountName: dataStorage.outputs.name
+      groupId: groupId
+      location: location
+      tags: allTags
+      subnetId: networkIsolation ? network.outputs.privateEndpointSubnetId : ''
+      privateDnsZoneId: resourceId('Microsoft.Network/privateDnsZones', 'privatelink.${groupId}.${storageSuffix}')
+    }
+  }
+]
+
 // Every setting handlers/settings.py reads, except DATA_STORAGE (a connection string, local
 // runs only) and DATA_STORAGE__accountName (an alternative to blobServiceUri).
 var appSettings = {
@@ -292,8 +437,10 @@ var appSettings = {
 
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app-${resourceToken}'
+  // With networkIsolation the host reaches its storage only through the private endpoints.
   dependsOn: [
     appOnHostStorage
+    hostEndpoints
   ]
   params: {
     name: names.functionApp
@@ -313,6 +460,7 @@ module functionApp 'modules/function-app.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant
+    virtualNetworkSubnetId: networkIsolation ? network.outputs.appSubnetId : ''
   }
 }
 
@@ -330,6 +478,24 @@ module eventGrid 'modules/event-grid.bicep' = {
   }
 }
 
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts-${resourceToken}'
+  params: {
+    namePrefix: names.alerts
+    location: location
+    tags: allTags
+    alertEmail: alertEmail
+    systemTopicId: eventGrid.outputs.id
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    lossSeverity: alertLossSeverity
+    failureSeverity: alertFailureSeverity
+    evaluationFrequency: alertEvaluationFrequency
+    windowSize: alertWindowSize
+    deliveryFailureThreshold: alertDeliveryFailureThreshold
+    functionFailureThreshold: alertFunctionFailureThreshold
+  }
+}
+
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = resourceGroup().name
@@ -344,3 +510,5 @@ output DEADLETTER_CONTAINER string = containers.deadLetter
 output AZURE_EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
 output EVENT_SUBSCRIPTIONS_DEPLOYED bool = deployEventSubscriptions
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output NETWORK_ISOLATION bool = networkIsolation
+output AZURE_ALERT_ACTION_GROUP_ID string = alerts.outputs.actionGroupId

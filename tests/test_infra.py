@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from handlers.settings import DEFAULTS, SETTINGS
-from tests.support.infra import bicep, checkov, policy
+from tests.support.infra import bicep, checkov, policy, render
 from tests.support.infra import routing as routing_check
 from tests.support.infra import settings as settings_check
 from tests.support.infra import subscriptions as subscriptions_check
@@ -113,6 +113,50 @@ def test_checkov_passes_and_scans_every_resource(
     assert checkov_run.summary["parsing_errors"] == 0
     assert checkov_run.summary["failed"] == 0
     assert len(checkov_run.resources) == len(deployed)
+
+
+# The checks suppressed because the default mode has no private networking. checkov reads each
+# file alone, so each storage module call is rendered with the arguments main.bicep passes it in
+# each mode, and scanned without those suppressions.
+PRIVATE_NETWORKING_CHECKS = ("CKV_AZURE_35", "CKV_AZURE_59")
+NETWORK_MODES = {"public": {"networkIsolation": False}, "isolated": {"networkIsolation": True}}
+
+
+@pytest.mark.slow
+def test_checkov_private_networking_checks_pass_when_isolated(
+    checkov_executable: Path, template: bicep.Template, tmp_path: Path
+) -> None:
+    require(checkov_executable)
+    folder = tmp_path / "rendered"
+    folder.mkdir()
+    module = (bicep.INFRA / "modules" / "storage-account.bicep").read_text()
+    bare = render.without_skips(module, PRIVATE_NETWORKING_CHECKS)
+    assert "CKV_AZURE_35" in module and "CKV_AZURE_35" not in bare
+    for account in ("hostStorage", "dataStorage"):
+        for mode, parameters in NETWORK_MODES.items():
+            values = render.module_arguments(template, parameters, account)
+            text, inlined = render.inline_arguments(bare, values)
+            assert {"publicNetworkAccess", "networkDefaultAction"} <= inlined, values
+            (folder / f"{account}-{mode}.bicep").write_text(text)
+    run = checkov.run_checkov(checkov_executable, folder, tmp_path / "out", os.environ)
+    assert run.parsing_errors == []
+    outcome = {
+        (Path(c["file_path"]).stem, c["check_id"]): verdict
+        for verdict, checks in (("passed", run.passed), ("failed", run.failed))
+        for c in checks
+        if c["check_id"] in PRIVATE_NETWORKING_CHECKS
+    }
+    assert outcome == {
+        ("hostStorage-isolated", "CKV_AZURE_35"): "passed",
+        ("hostStorage-isolated", "CKV_AZURE_59"): "passed",
+        ("dataStorage-isolated", "CKV_AZURE_35"): "passed",
+        # Event Grid dead-letters through the public endpoint as a trusted service (README).
+        ("dataStorage-isolated", "CKV_AZURE_59"): "failed",
+        ("hostStorage-public", "CKV_AZURE_35"): "failed",
+        ("hostStorage-public", "CKV_AZURE_59"): "failed",
+        ("dataStorage-public", "CKV_AZURE_35"): "failed",
+        ("dataStorage-public", "CKV_AZURE_59"): "failed",
+    }
 
 
 def test_checkov_check_catches_failures_and_skipped_files(

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.infra
 SUBSCRIPTION_TYPE = "Microsoft.EventGrid/systemTopics/eventSubscriptions"
 # Both networking modes; the subscriptions on so the second deployment phase is checked too.
 MODES = {
-    "public": {"deployEventSubscriptions": True},
+    "public": {"networkIsolation": False, "deployEventSubscriptions": True},
+    "isolated": {"networkIsolation": True, "deployEventSubscriptions": True},
 }
 
 

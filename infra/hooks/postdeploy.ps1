@@ -1,5 +1,8 @@
 # azd postdeploy: the function code is published now, so Event Grid can validate the
 # AzureFunction endpoints. Run the same deployment again with the subscriptions on.
+#
+# az does not expand azd's ${NAME=default} placeholders of main.parameters.json, so each
+# placeholder's value is passed again here, from the azd environment (azd exports it to hooks).
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 
@@ -8,6 +11,8 @@ if (-not $env:AZURE_RESOURCE_GROUP) {
 }
 $infra = Split-Path -Parent $PSScriptRoot
 $name = if ($env:AZURE_ENV_NAME) { $env:AZURE_ENV_NAME } else { 'blob-events' }
+$networkIsolation = if ($env:NETWORK_ISOLATION) { $env:NETWORK_ISOLATION } else { 'false' }
+$alertEmail = if ($env:ALERT_EMAIL) { $env:ALERT_EMAIL } else { '' }
 
 Write-Host "Creating the Event Grid subscriptions in resource group $env:AZURE_RESOURCE_GROUP"
 az deployment group create `
@@ -15,6 +20,8 @@ az deployment group create `
     --name "$name-event-subscriptions" `
     --template-file (Join-Path $infra 'main.bicep') `
     --parameters (Join-Path $infra 'main.parameters.json') `
+    --parameters "networkIsolation=$networkIsolation" `
+    --parameters "alertEmail=$alertEmail" `
     --parameters deployEventSubscriptions=true `
     --output none
 if ($LASTEXITCODE -ne 0) { throw "az deployment group create failed ($LASTEXITCODE)" }

@@ -1,6 +1,9 @@
 #!/bin/sh
 # azd postdeploy: the function code is published now, so Event Grid can validate the
 # AzureFunction endpoints. Run the same deployment again with the subscriptions on.
+#
+# az does not expand azd's ${NAME=default} placeholders of main.parameters.json, so each
+# placeholder's value is passed again here, from the azd environment (azd exports it to hooks).
 set -eu
 
 : "${AZURE_RESOURCE_GROUP:?AZURE_RESOURCE_GROUP is not set (run this from azd, or export it)}"
@@ -12,5 +15,7 @@ az deployment group create \
   --name "${AZURE_ENV_NAME:-blob-events}-event-subscriptions" \
   --template-file "$infra/main.bicep" \
   --parameters "$infra/main.parameters.json" \
+  --parameters networkIsolation="${NETWORK_ISOLATION:-false}" \
+  --parameters alertEmail="${ALERT_EMAIL:-}" \
   --parameters deployEventSubscriptions=true \
   --output none

@@ -108,6 +108,9 @@ resource eventSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions
   }
 ]
 
+@description('The system topic resource id (the scope of its metric alerts).')
+output id string = systemTopic.id
+
 @description('The system topic name.')
 output name string = systemTopic.name
 

@@ -60,6 +60,9 @@ param instanceMemoryMB int = 2048
 @description('Optional. Spread the instances over availability zones; only in regions that offer zone-redundant Flex Consumption.')
 param zoneRedundant bool = false
 
+@description('Optional. Resource id of a subnet delegated to Microsoft.App/environments for VNet integration (networkIsolation). Empty: none.')
+param virtualNetworkSubnetId string = ''
+
 resource hostStorage 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: hostStorageAccountName
 }
@@ -106,9 +109,12 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Outbound calls (host storage, data account, batch endpoint) leave through this subnet, and
+    // the VNet-linked privatelink zones resolve the storage accounts to their private endpoints.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     //checkov:skip=CKV_AZURE_17:Event Grid delivers to an AzureFunction destination through the runtime's Event Grid webhook with the system key and presents no client certificate; requiring one would refuse every event.
     clientCertEnabled: false
-    //checkov:skip=CKV_AZURE_222:Event Grid reaches an AzureFunction destination over the public endpoint of the app; it cannot deliver to a private endpoint, so public network access stays on.
+    //checkov:skip=CKV_AZURE_222:Event Grid reaches an AzureFunction destination over the public endpoint of the app and cannot deliver to a private endpoint, so public network access stays on in both networkIsolation modes; the webhook needs the system key Event Grid holds.
     publicNetworkAccess: 'Enabled'
     //checkov:skip=CKV_AZURE_213:Health check pings an HTTP path to pull unhealthy instances out of a load balancer; this app has no HTTP functions and Flex Consumption does not use App Service health check.
     siteConfig: {

@@ -65,5 +65,8 @@ output applicationInsightsName string = applicationInsights.name
 @description('The Application Insights connection string (endpoints and the resource id; not a secret: local auth is off).')
 output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString
 
+@description('The Application Insights component resource id (the scope of the log alerts).')
+output applicationInsightsId string = applicationInsights.id
+
 @description('The Log Analytics workspace resource id.')
 output logAnalyticsId string = logAnalytics.id

@@ -29,6 +29,20 @@ param skuName string = 'Standard_GRS'
 @description('Optional. Hierarchical namespace (ADLS Gen2). Event Grid then reports CreateFile and FlushWithClose for each upload; the subscriptions filter on data.api.')
 param isHnsEnabled bool = false
 
+@description('Optional. Public endpoint: Enabled (its network rules decide) or Disabled (private endpoints only). The default is the networkIsolation=false setting.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Enabled'
+
+@description('Optional. What the public endpoint does with a request no network rule allows: Allow, or Deny (only trusted Azure services and private endpoints get in). The default is the networkIsolation=false setting.')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string = 'Allow'
+
 @description('Optional. Days a deleted blob or container can be restored.')
 @minValue(1)
 @maxValue(365)
@@ -42,8 +56,8 @@ resource account 'Microsoft.Storage/storageAccounts@2026-04-01' = {
   sku: {
     name: skuName
   }
-  //checkov:skip=CKV_AZURE_35:The Flex Consumption app has no VNet integration in this template, so it reaches storage over the public endpoint; access needs an Entra token (shared keys are off).
-  //checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: no private endpoints in this template; every request is authorised with Entra ID and RBAC.
+  //checkov:skip=CKV_AZURE_35:With networkIsolation=false (the default) the app has no VNet integration and reaches storage over the public endpoint, so the default action stays Allow; every request still needs an Entra token (shared keys are off). With networkIsolation=true both accounts deny by default (tests/test_infra.py renders that mode and checkov passes).
+  //checkov:skip=CKV_AZURE_59:With networkIsolation=false the public endpoint is the app's only path. With networkIsolation=true the host account disables it, but the data account keeps it on behind defaultAction Deny: Event Grid writes dead-letters with the system topic identity as a trusted Azure service, and trusted-service access exists only on the public endpoint (Event Grid cannot use private endpoints).
   properties: {
     accessTier: 'Hot'
     allowBlobPublicAccess: false
@@ -54,11 +68,12 @@ resource account 'Microsoft.Storage/storageAccounts@2026-04-01' = {
     isLocalUserEnabled: false
     isSftpEnabled: false
     minimumTlsVersion: 'TLS1_2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     supportsHttpsTrafficOnly: true
     networkAcls: {
+      // Event Grid (blob event publishing, dead-letter writes) passes as a trusted service.
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
     }
     encryption: {
       keySource: 'Microsoft.Storage'

@@ -8,7 +8,7 @@ import json
 import re
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ class CheckovRun:
     skipped: list[dict[str, Any]]
     parsing_errors: list[str]
     resources: set[tuple[str, str, str]]  # (file relative to the scanned folder, type, symbol)
+    passed: list[dict[str, Any]] = field(default_factory=list)
 
 
 _PURL = re.compile(r"^pkg:bicep/(?:cli_repo/)?(?P<file>.+?\.bicep)/(?P<resource>[^@]+)@")
@@ -92,6 +93,7 @@ def run_checkov(
         skipped=results.get("skipped_checks", []),
         parsing_errors=list(results.get("parsing_errors", [])),
         resources=found,
+        passed=results.get("passed_checks", []),
     )
 
 

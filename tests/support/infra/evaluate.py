@@ -118,14 +118,24 @@ def evaluate(term: Term, depth: int = 0) -> Any:
     operator = operator_call(expr)
     if operator:
         return _operator_value(operator[0], operator[1], env, depth)
-    return {str(key): evaluate(Expr(value, env), depth + 1) for key, value in expr.items()}
+    return {object_key(key): evaluate(Expr(value, env), depth + 1) for key, value in expr.items()}
+
+
+def object_key(key: Any) -> str:
+    """A key of an object literal: pycep-parser keeps the quotes of a quoted key ('odata.type')."""
+    text = str(key)
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    return text
 
 
 def loop_items(detail: Mapping[str, Any], env: Env) -> list[Env]:
-    """One environment per item of a for-loop; one with UNKNOWN items if the array is unknown."""
+    """One environment per item of a for-loop; one with UNKNOWN items if the array is unknown
+    or empty."""
     array = evaluate(Expr(detail["array_name"], env))
     item, index = detail.get("item_name"), detail.get("index_name")
-    if not isinstance(array, list):
+    if not isinstance(array, list) or not array:
+        # Bicep type-checks the body of a loop over an empty array too.
         return [env.with_local(item, Value(UNKNOWN)).with_local(index, Value(UNKNOWN))]
     return [
         env.with_local(item, Value(value)).with_local(index, Value(number))
@@ -157,6 +167,11 @@ def _function_value(name: str, arguments: list[Any], env: Env, depth: int) -> An
         for value in values:
             merged.update(value)
         return merged
+    if name in ("union", "concat") and all(isinstance(v, list) for v in values):
+        joined = [item for value in values for item in value]
+        if name == "concat":
+            return joined
+        return [item for n, item in enumerate(joined) if item not in joined[:n]]
     if name == "empty" and len(values) == 1:
         return values[0] in ("", [], {}, None)
     if name == "items" and len(values) == 1 and isinstance(values[0], dict):

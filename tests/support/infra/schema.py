@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.infra.bicep import REPO, function_call, operator_call
-from tests.support.infra.evaluate import UNKNOWN, Expr, Term, Value, evaluate, lookup, loop_items
+from tests.support.infra.evaluate import (
+    UNKNOWN,
+    Expr,
+    Term,
+    Value,
+    evaluate,
+    lookup,
+    loop_items,
+    object_key,
+)
 
 SNAPSHOT = REPO / "tests" / "data" / "bicep-types"
 REQUIRED, READ_ONLY = 1, 2
@@ -147,14 +156,14 @@ def _check_expr(term: Expr, type_ref: TypeRef, at: str, skip: frozenset[str]) ->
     if function or operator:
         yield from check(Value(evaluate(term)), type_ref, at, skip)
         return
-    children = {str(key): Expr(value, env) for key, value in expr.items()}
+    children = {object_key(key): Expr(value, env) for key, value in expr.items()}
     yield from _check_object(children, type_ref, at, complete=True, skip=skip)
 
 
 def _check_partial(term: Expr, type_ref: TypeRef, at: str, skip: frozenset[str]) -> Iterator[str]:
     value = term.expr
     if isinstance(value, dict) and not function_call(value) and not operator_call(value):
-        children = {str(key): Expr(item, term.env) for key, item in value.items()}
+        children = {object_key(key): Expr(item, term.env) for key, item in value.items()}
         yield from _check_object(children, type_ref, at, complete=False, skip=skip)
         return
     data = evaluate(term)
@@ -179,6 +188,8 @@ def _check_scalar(
 ) -> Iterator[str]:
     node = type_ref.node
     kind = kind or type(value)
+    if value is None:
+        return  # null leaves an optional property out
     match node["$type"]:
         case "AnyType":
             return

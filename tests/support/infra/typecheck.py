@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.infra.bicep import INFRA, Template, Unresolved, unwrap
-from tests.support.infra.evaluate import UNKNOWN, Env, Expr, Term, Value, loop_items
+from tests.support.infra.evaluate import UNKNOWN, Env, Expr, Term, Value, evaluate, loop_items
 from tests.support.infra.schema import Types, check
 
 # Keys of a resource body that are Bicep's, not the resource type's.
@@ -34,17 +34,11 @@ class Report:
     files: set[Path] = field(default_factory=set)
 
 
-def typecheck(
-    types: Types,
-    parameters: Mapping[str, Any],
-    infra: Path = INFRA,
-    template: Template | None = None,
-) -> Report:
-    """Walk ``infra/main.bicep`` with the given root parameter values."""
-    template = template or Template.load(infra)
-    main = (infra / "main.bicep").resolve()
+def root_env(template: Template, parameters: Mapping[str, Any]) -> Env:
+    """main.bicep's environment: the given parameter values, the defaults for the rest."""
+    main = (template.root / "main.bicep").resolve()
     if main not in template.trees:
-        raise Unresolved(f"{infra} has no main.bicep")
+        raise Unresolved(f"{template.root} has no main.bicep")
     declared = template.trees[main].get("parameters") or {}
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
@@ -53,8 +47,51 @@ def typecheck(
     for name, declaration in declared.items():
         if name not in params and declaration.get("default") is not None:
             params[name] = Expr(declaration["default"], Env(template, main))
+    return Env(template, main, params)
+
+
+def module_env(template: Template, parameters: Mapping[str, Any], symbol: str) -> Env:
+    """The environment of main.bicep's module ``symbol`` (its first instance)."""
+    env = root_env(template, parameters)
+    declaration = (env.tree.get("modules") or {}).get(symbol)
+    if declaration is None or declaration.get("type") != "local":
+        raise Unresolved(f"main.bicep has no local module {symbol!r}")
+    target = (env.path.parent / declaration["detail"]["path"]).resolve()
     report = Report()
-    _walk_file(types, Env(template, main, params), report, trail="main.bicep")
+    for body, item_env in _instances(declaration["config"], env, symbol, report):
+        found = _module_env(body, item_env, target, symbol, report)
+        if found is not None and not report.problems:
+            return found
+    raise Unresolved(f"module {symbol}: {sorted(report.problems)}")
+
+
+def evaluated_resources(env: Env, symbol: str) -> list[Any]:
+    """The value of each instance of resource ``symbol`` of ``env``'s file (UNKNOWN where Azure
+    decides), one per loop item."""
+    declaration = (env.tree.get("resources") or {}).get(symbol)
+    if declaration is None:
+        raise Unresolved(f"{env.template.relative(env.path)} has no resource {symbol!r}")
+    report = Report()
+    found = [
+        evaluate(Expr(body, item_env))
+        for body, item_env in _instances(declaration["config"], env, symbol, report)
+    ]
+    if report.problems:
+        raise Unresolved(f"resource {symbol}: {sorted(report.problems)}")
+    return found
+
+
+def typecheck(
+    types: Types,
+    parameters: Mapping[str, Any],
+    infra: Path = INFRA,
+    template: Template | None = None,
+) -> Report:
+    """Walk ``infra/main.bicep`` with the given root parameter values."""
+    template = template or Template.load(infra)
+    env = root_env(template, parameters)
+    report = Report()
+    _walk_file(types, env, report, trail="main.bicep")
     for path in template.trees:
         if path not in report.files:
             report.problems.add(f"{template.relative(path)}: not reached from main.bicep")

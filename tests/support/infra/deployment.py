@@ -1,0 +1,37 @@
+"""The two deployment phases agree: azd expands the ${NAME=default} placeholders of
+main.parameters.json, but the postdeploy hooks call az, which does not, so each hook must pass
+every placeholder's parameter again from the environment."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.support.infra.bicep import INFRA
+
+_PLACEHOLDER = re.compile(r"^\$\{(?P<variable>\w+)(?:=[^}]*)?\}$")
+HOOKS = ("hooks/postdeploy.sh", "hooks/postdeploy.ps1")
+
+
+def placeholders(infra: Path = INFRA) -> dict[str, str]:
+    """{parameter: environment variable} of every placeholder in main.parameters.json."""
+    given = json.loads((infra / "main.parameters.json").read_text(encoding="utf-8"))
+    found = {}
+    for name, entry in given["parameters"].items():
+        match = _PLACEHOLDER.match(str(entry.get("value")))
+        if match:
+            found[name] = match["variable"]
+    return found
+
+
+def check_hooks_pass_placeholders(infra: Path = INFRA) -> list[str]:
+    problems = []
+    for hook in HOOKS:
+        text = (infra / hook).read_text(encoding="utf-8")
+        for parameter, variable in sorted(placeholders(infra).items()):
+            if not re.search(rf"--parameters \"?{parameter}=", text):
+                problems.append(f"{hook}: does not pass --parameters {parameter}=")
+            if variable not in text:
+                problems.append(f"{hook}: does not read {variable} for {parameter}")
+    return problems
