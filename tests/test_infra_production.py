@@ -190,3 +190,12 @@ def test_hook_check_catches_a_placeholder_the_hooks_do_not_pass(tmp_path: Path) 
         "hooks/postdeploy.ps1: does not pass --parameters alertWindowSize=",
         "hooks/postdeploy.ps1: does not read ALERT_WINDOW for alertWindowSize",
     ]
+
+
+def test_readme_parameters_table_lists_every_parameter(template: bicep.Template) -> None:
+    declared = set(template.trees[(bicep.INFRA / MAIN).resolve()]["parameters"])
+    readme = (bicep.REPO / "README.md").read_text(encoding="utf-8")
+    assert deployment.documented_parameters(readme) == declared
+    # A row removed is noticed.
+    without = readme.replace("| `alertWindowSize` |", "| alertWindowSize |")
+    assert declared - deployment.documented_parameters(without) == {"alertWindowSize"}

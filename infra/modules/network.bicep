@@ -13,7 +13,7 @@ param tags object = {}
 @description('Required. Address space of the network (CIDR).')
 param addressPrefix string
 
-@description('Required. Range of the app subnet (CIDR, /28 or larger; /26 leaves room to scale out).')
+@description('Required. Range of the app subnet (CIDR); instances take addresses from it as they scale out.')
 param appSubnetPrefix string
 
 @description('Required. Range of the private endpoint subnet (CIDR).')

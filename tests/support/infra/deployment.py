@@ -35,3 +35,14 @@ def check_hooks_pass_placeholders(infra: Path = INFRA) -> list[str]:
             if variable not in text:
                 problems.append(f"{hook}: does not read {variable} for {parameter}")
     return problems
+
+
+def documented_parameters(readme: str) -> set[str]:
+    """Parameter names in the first column of README's "### Parameters" table."""
+    section = readme.split("### Parameters\n", 1)[1].split("\n### ", 1)[0]
+    names: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            first_column = line.split("|")[1]
+            names.update(re.findall(r"`(\w+)`", first_column))
+    return names
