@@ -158,10 +158,10 @@ var logRules = [
     key: 'function-failures'
     severity: failureSeverity
     description: 'A function fails executions; Event Grid retries each. Look at the exceptions of the named function (README, Alerts).'
-    query: 'requests | where success == false | summarize failures = count() by function = name'
+    query: 'requests | where success == false | summarize failures = count() by functionName = name'
     measure: 'failures'
     threshold: functionFailureThreshold - 1
-    dimension: 'function'
+    dimension: 'functionName'
   }
   {
     // The job tracker logs `track_batch_jobs blob=<container>/<name> job=<name> outcome=job-<status>`.
