@@ -32,7 +32,8 @@ _SCALARS = {"StringType": str, "IntegerType": int, "BooleanType": bool}
 
 
 class Types:
-    """The type nodes of the snapshot, by resource type; refs are "<file>#<index>"."""
+    """The snapshot: SOURCE.json's list of resource types, and each file's type nodes, read
+    once when first needed."""
 
     def __init__(self, folder: Path = SNAPSHOT) -> None:
         self.folder = folder
@@ -40,7 +41,7 @@ class Types:
         self._files: dict[str, list[dict[str, Any]]] = {}
         self._resources = {name.lower(): file for name, file in self.source["resources"].items()}
 
-    def _nodes(self, file: str) -> list[dict[str, Any]]:
+    def nodes(self, file: str) -> list[dict[str, Any]]:
         if file not in self._files:
             self._files[file] = json.loads((self.folder / file).read_text(encoding="utf-8"))
         return self._files[file]
@@ -51,7 +52,7 @@ class Types:
         file = self._resources.get(name)
         if file is None:
             return None
-        for node in self._nodes(file):
+        for node in self.nodes(file):
             if node["$type"] == "ResourceType" and node["name"].lower() == name:
                 return TypeRef(self, file, node["body"])
         return None
@@ -59,6 +60,8 @@ class Types:
 
 @dataclass(frozen=True)
 class TypeRef:
+    """A ``{"$ref": "#/<index>"}`` of one snapshot file: references never leave their file."""
+
     types: Types
     file: str
     ref: Mapping[str, str]
@@ -66,7 +69,7 @@ class TypeRef:
     @property
     def node(self) -> dict[str, Any]:
         index = int(self.ref["$ref"].removeprefix("#/"))
-        return self.types._nodes(self.file)[index]
+        return self.types.nodes(self.file)[index]
 
     def to(self, ref: Mapping[str, str]) -> TypeRef:
         return TypeRef(self.types, self.file, ref)
