@@ -130,11 +130,17 @@ def open_jobs_page(container: ContainerClient, size: int) -> Page:
     head, token, cursor = _list(container, 1, None)
     if token is None:
         return Page(head, 1, more=False)  # no jobs, or exactly one
-    page, following, _ = _list(container, size, cursor, tolerant=cursor is not None)
-    listings = 2
-    if not page and cursor is not None:  # the cursor was past the last job: wrap around
-        page, following, _ = _list(container, size, None)
-        listings = 3
+    # From the start, the cursor blob (when the one entry was it) takes a place in the page.
+    from_start = size if head else size + 1
+    if cursor is None:
+        page, following, _ = _list(container, from_start, None)
+        listings = 2
+    else:
+        page, following, _ = _list(container, size, cursor, tolerant=True)
+        listings = 2
+        if not page:  # the cursor was past the last job: wrap around
+            page, following, _ = _list(container, from_start, None)
+            listings = 3
     if following is not None or cursor is not None:
         _save_cursor(container, following or "")
     return Page(page, listings, more=following is not None)
@@ -178,7 +184,7 @@ def _list(
     for item in items:
         metadata = item.metadata or {}
         if item.name == CURSOR:
-            cursor = _decode(metadata.get(_POSITION, "")) or None
+            cursor = _decode(metadata.get(_POSITION)) or None
             continue
         record = unquote(item.name.removeprefix(OPEN_PREFIX))
         jobs.append(
@@ -201,12 +207,15 @@ def _save_cursor(container: ContainerClient, token: str) -> None:
 
 
 def _encode(token: str) -> str:
-    # Continuation tokens are opaque; metadata values must be plain header text.
-    return base64.urlsafe_b64encode(token.encode()).decode()
+    # Continuation tokens are opaque; metadata values must be plain, non-empty header text.
+    return "at:" + base64.urlsafe_b64encode(token.encode()).decode() if token else "start"
 
 
-def _decode(value: str) -> str:
+def _decode(value: str | None) -> str:
+    """The saved position; "" (start from the first page) for anything else."""
+    if not value or not value.startswith("at:"):
+        return ""
     try:
-        return base64.urlsafe_b64decode(value.encode()).decode()
+        return base64.urlsafe_b64decode(value.removeprefix("at:").encode()).decode()
     except ValueError:
         return ""

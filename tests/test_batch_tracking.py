@@ -499,3 +499,29 @@ def test_no_ledger_record_can_fall_under_the_reserved_names() -> None:
                 "DISPATCH_LEDGER_CONTAINER": "_open-jobs",
             }
         )
+
+
+def test_runs_are_bounded_by_a_page_and_by_time_and_go_round_every_job(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    dispatch: Callable[[str], dict[str, Any]],
+) -> None:
+    for number in range(5):
+        dispatch(f"incoming/page-{number}.csv")
+    ctx = AppContext.from_env()
+
+    out_of_time = track(ctx, TrackLimits(page=500, workers=2, seconds=0))
+    assert out_of_time.outcomes == {"not-asked": 5} and jobs.status_requests() == {}
+
+    asked: list[Counter[str]] = []
+    for _ in range(3):  # pages of 2: 2 + 2 + 1, the cursor carrying each run on
+        before = jobs.status_requests()
+        report = track(ctx, TrackLimits(page=2, workers=2, seconds=60))
+        asked.append(jobs.status_requests() - before)
+        assert report.listed <= 2
+    assert [sum(run.values()) for run in asked] == [2, 2, 1]
+    assert jobs.status_requests() == Counter(dict.fromkeys(jobs.jobs, 1))
+    again = track(ctx, TrackLimits(page=2, workers=2, seconds=60))  # round again
+    assert again.listed == 2 and again.more
