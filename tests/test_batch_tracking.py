@@ -347,8 +347,10 @@ def test_overlapping_runs_lose_no_update_and_log_each_change_once(
         record = record_of(blob_service, containers, f"incoming/race-{number}.csv")
         assert record["jobStatus"] == "Completed"
         mine = [line for line in lines if f"/incoming/race-{number}.csv " in line]
-        assert Counter(line.rsplit("=", 1)[1] for line in mine)["job-completed"] == 1, mine
-        assert mine[-1].endswith("outcome=job-completed")
+        outcomes = Counter(line.rsplit("=", 1)[1] for line in mine)
+        # Each write that won is logged once. (Two runs' lines can come out in either order:
+        # each logs after its own write; the record says which came last.)
+        assert outcomes["job-completed"] == 1 and outcomes["job-running"] <= 1, mine
     # A marker noted by the run that lost may survive the race; the next run removes it.
     invoke_timer("track_batch_jobs")
     assert markers(blob_service, containers) == []
