@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError
@@ -27,6 +27,7 @@ from handlers import batch_index
 from handlers.batch_client import JOB_NAME, NOT_FOUND, BatchJobClient
 from handlers.batch_index import OpenJob
 from handlers.batch_ledger import (
+    CLAIM_TIMEOUT,
     DISPATCHED,
     DISPATCHING,
     REJECTED,
@@ -107,7 +108,13 @@ def track(
             return TrackReport()
         client = context.batch_client
         assert client is not None
-        return track_batch_jobs(context.blob_service, settings, client, limits=limits)
+        return track_batch_jobs(
+            context.blob_service,
+            settings,
+            client,
+            limits=limits,
+            stale_after=context.claim_wait.stale_after,
+        )
     except ConfigurationError as exc:
         logger.error("%s outcome=failed reason=ConfigurationError: %s", FUNCTION, exc)
         return TrackReport(stopped=str(exc))
@@ -127,8 +134,11 @@ def track_batch_jobs(
     *,
     limits: TrackLimits | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stale_after: timedelta = CLAIM_TIMEOUT,
 ) -> TrackReport:
     """Look at one page of open jobs; raises ConfigurationError only for storage access.
+
+    ``stale_after``: a claim older than this is taken for dead, as the claim protocol does.
 
     401/403 from the endpoint stop the run with one ERROR line; 429/5xx/no answer leave the
     job open for the next run, like a time budget that runs out.
@@ -138,7 +148,14 @@ def track_batch_jobs(
     page = batch_index.open_jobs_page(container, limits.page)
     report = TrackReport(listed=len(page.jobs), listings=page.listings, more=page.more)
     if page.jobs:
-        run = _Run(container, client, clock() + limits.seconds, report, clock)
+        run = _Run(
+            container,
+            client,
+            report,
+            deadline=clock() + limits.seconds,
+            clock=clock,
+            stale_after=stale_after,
+        )
         jobs = list(page.jobs)
         random.shuffle(jobs)  # a run cut short by its budget leaves different jobs each time
         with ThreadPoolExecutor(max_workers=limits.workers) as pool:
@@ -167,10 +184,13 @@ class _Run:
         self,
         container: ContainerClient,
         client: BatchJobClient,
-        deadline: float,
         report: TrackReport,
-        clock: Callable[[], float] = time.monotonic,
+        *,
+        deadline: float,
+        clock: Callable[[], float],
+        stale_after: timedelta,
     ) -> None:
+        self.stale_after = stale_after
         self.container = container
         self.client = client
         self.deadline = deadline
@@ -222,7 +242,7 @@ class _Run:
         record, etag = found
         status = record.get("status")
         if status == DISPATCHING:
-            if not expired(record):
+            if not expired(record, self.stale_after):
                 return "pending"  # being posted right now
             try:
                 reason = expire(ledger, record, etag)
