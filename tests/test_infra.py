@@ -24,6 +24,8 @@ from tests.support.infra import routing as routing_check
 from tests.support.infra import settings as settings_check
 from tests.support.infra import subscriptions as subscriptions_check
 from tests.support.infra.copies import copy_infra, edit
+from tools.routes import ROUTES_FILE as ROUTES
+from tools.routes import parse_routes
 
 pytestmark = pytest.mark.infra
 
@@ -545,6 +547,55 @@ def test_bicep_subscription_check_catches_routes_without_retry_values(
         bicep.Template.load(infra), routes_file
     )
     assert any(p.startswith("route batch:") and problem in p for p in problems), problems
+
+
+def _more_suffixes(route: dict[str, Any], count: int) -> None:
+    (suffixes,) = [f for f in route["filter"]["advancedFilters"] if f["key"] == "subject"]
+    suffixes["values"] += [f".x{n}" for n in range(count)]
+
+
+def _more_filters(route: dict[str, Any], count: int) -> None:
+    route["filter"]["advancedFilters"] += [
+        {"operatorType": "StringNotContains", "key": "subject", "values": [f"/skip{n}/"]}
+        for n in range(count)
+    ]
+
+
+def _filter_values(route: dict[str, Any]) -> int:
+    return sum(len(f["values"]) for f in route["filter"]["advancedFilters"])
+
+
+@pytest.mark.parametrize(
+    ("grow", "problem"),
+    [
+        (
+            lambda r: _more_suffixes(r, 26 - _filter_values(r)),
+            "26 advanced filter values; Event Grid allows 25",
+        ),
+        (
+            lambda r: _more_filters(r, 26 - len(r["filter"]["advancedFilters"])),
+            "26 advanced filters; Event Grid allows 25",
+        ),
+    ],
+    ids=["values", "filters"],
+)
+def test_subscription_filters_stay_within_event_grid_limits(
+    tmp_path: Path, grow: Callable[[dict[str, Any]], object], problem: str
+) -> None:
+    """Event Grid refuses more than 25 advanced filters or 25 values across them; the routing
+    JSON (read by Bicep, the local loop and backfill alike) is held to that."""
+    assert all(_filter_values(r) <= 25 for r in json.loads(ROUTES.read_text())["subscriptions"])
+    infra = copy_infra(tmp_path)
+    routes_file = infra / "event-subscriptions.json"
+    routing = json.loads(routes_file.read_text())
+    grow(route(routing, "create_thumbnail"))
+    routes_file.write_text(json.dumps(routing))
+    problems = subscriptions_check.check_bicep_subscriptions(
+        bicep.Template.load(infra), routes_file
+    )
+    assert any(p.startswith("route thumbnails:") and problem in p for p in problems), problems
+    with pytest.raises(ValueError, match=f"subscription thumbnails: {problem}"):
+        parse_routes(routing)
 
 
 # --- (6) no keys, no secrets -----------------------------------------------------------------

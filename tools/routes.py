@@ -131,11 +131,36 @@ def load_routes(path: Path = ROUTES_FILE) -> Routes:
     return parse_routes(document)
 
 
+# Event Grid refuses a subscription with more than 25 advanced filters, or more than 25
+# values across all of its advanced filters (Event Grid docs, "Event filtering", Limitations).
+MAX_ADVANCED_FILTERS = 25
+MAX_ADVANCED_FILTER_VALUES = 25
+
+
+def filter_limit_problems(flt: Mapping[str, Any]) -> list[str]:
+    """What in one subscription's filter Event Grid would refuse for its size."""
+    advanced = flt.get("advancedFilters") or []
+    values = sum(len(item.get("values") or []) for item in advanced)
+    problems = []
+    if len(advanced) > MAX_ADVANCED_FILTERS:
+        problems.append(
+            f"{len(advanced)} advanced filters; Event Grid allows {MAX_ADVANCED_FILTERS}"
+        )
+    if values > MAX_ADVANCED_FILTER_VALUES:
+        problems.append(
+            f"{values} advanced filter values; Event Grid allows {MAX_ADVANCED_FILTER_VALUES} "
+            "across all advanced filters of a subscription"
+        )
+    return problems
+
+
 def parse_routes(document: Mapping[str, Any]) -> Routes:
     containers = dict(document["containers"])
     routes = []
     for entry in document["subscriptions"]:
         flt = entry["filter"]
+        for problem in filter_limit_problems(flt):
+            raise ValueError(f"subscription {entry['name']}: {problem}")
         advanced = []
         for item in flt.get("advancedFilters", []):
             if item["operatorType"] not in OPERATORS:

@@ -20,6 +20,7 @@ from tests.support.infra.bicep import (
     resources,
 )
 from tests.support.infra.routing import load_routing
+from tools.routes import filter_limit_problems
 
 SUBSCRIPTION_TYPE = "Microsoft.EventGrid/systemTopics/eventSubscriptions"
 ROLE_ASSIGNMENT_TYPE = "Microsoft.Authorization/roleAssignments"
@@ -156,4 +157,5 @@ def _route_problems(route: Mapping[str, Any]) -> list[str]:
             problems.append(f"{key} is not set")
     if route.get("preferredBatchSizeInKilobytes") is None:
         problems.append("preferredBatchSizeInKilobytes is not set")
+    problems += filter_limit_problems(route.get("filter") or {})
     return problems
