@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             jpeg = "JPEG" in r.label
             checks = [
-                ("time <= 1.10x bare Pillow", r.wall["handler"] <= 1.10 * r.wall["pillow"]),
+                ("time <= 1.05x bare Pillow", r.wall["handler"] <= 1.05 * r.wall["pillow"]),
                 (
                     "memory <= 1.5x bare Pillow",
                     r.memory["handler"].delta <= 1.5 * r.memory["pillow"].delta,
