@@ -307,24 +307,3 @@ def test_storage_unreachable_is_transient(photos: Photos, monkeypatch: pytest.Mo
     )
     with pytest.raises(StorageUnavailableError):
         invoke("create_thumbnail", moved)
-
-
-def test_clients_are_made_once_per_process(photos: Photos, monkeypatch: pytest.MonkeyPatch) -> None:
-    from handlers import context
-
-    built: list[context.AppContext] = []
-    original = context.AppContext.from_env.__func__  # type: ignore[attr-defined]
-
-    def counting(
-        cls: type[context.AppContext], env: Any = None, **policies: Any
-    ) -> context.AppContext:
-        made = original(cls, env, **policies)
-        built.append(made)
-        return made
-
-    monkeypatch.setattr(context.AppContext, "from_env", classmethod(counting))
-    for number in range(3):
-        event = photos.upload(f"n{number}.jpg", gen.encode(gen.halves((64, 64)), "JPEG"))
-        invoke("create_thumbnail", event)
-        invoke("dispatch_batch_job", event)
-    assert len(built) == 1
