@@ -167,7 +167,7 @@ def test_make_run_turns_an_upload_into_a_thumbnail_and_stops_cleanly(
     assert "dry-run" in text
     children = child_pids(loop.process.pid)
 
-    loop.thumbnail_of_an_upload("mine/photo.jpg", 2.0)
+    loop.thumbnail_of_an_upload("mine/photo.jpg", 30.0)
     line = loop.wait_for("blob=images/mine/photo.jpg attempt=1/10 outcome=Succeeded", 5)
     assert "subscription=thumbnails" in line
 
@@ -225,7 +225,7 @@ def test_with_func_on_path_it_runs_func_start_and_stops_its_whole_group(
     children = child_pids(loop.process.pid)
     assert len(children) >= 3  # Azurite, the host, the host's worker
 
-    loop.thumbnail_of_an_upload("via-func.jpg", 5.0)
+    loop.thumbnail_of_an_upload("via-func.jpg", 30.0)
 
     assert loop.stop(signal.SIGINT) == 0
     assert_nothing_left(loop, children)
