@@ -158,9 +158,12 @@ def track_batch_jobs(
         )
         jobs = list(page.jobs)
         random.shuffle(jobs)  # a run cut short by its budget leaves different jobs each time
-        with ThreadPoolExecutor(max_workers=limits.workers) as pool:
-            for outcome in pool.map(run.one, jobs):
-                report.outcomes[outcome] += 1
+        try:
+            with ThreadPoolExecutor(max_workers=limits.workers) as pool:
+                for outcome in pool.map(run.one, jobs):
+                    report.outcomes[outcome] += 1
+        finally:
+            run.flush()
     level = logging.WARNING if report.stopped or report.first_problem else logging.INFO
     if not report.listed:
         level = logging.DEBUG  # an idle run every few minutes is not news
@@ -198,6 +201,23 @@ class _Run:
         self.clock = clock
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.lines: list[tuple[int, str, tuple[Any, ...]]] = []
+
+    def _say(self, level: int, message: str, *args: Any) -> None:
+        """Keep a log line for the invocation's own thread to write (see ``flush``)."""
+        with self.lock:
+            self.lines.append((level, message, args))
+
+    def flush(self) -> None:
+        """Write the lines the pool's threads kept. The Python worker ties a log record to its
+        invocation only on the invocation's own thread (or a thread it started for it); a
+        line logged from our own pool reaches the host without an invocation id and is
+        dropped there, so it would never reach Application Insights, nor the alert that
+        reads ``outcome=job-failed`` from it."""
+        with self.lock:
+            lines, self.lines = self.lines, []
+        for level, message, args in lines:
+            logger.log(level, message, *args)
 
     def one(self, job: OpenJob) -> str:
         """Look at one open job; return what came of it (a report key)."""
@@ -211,7 +231,9 @@ class _Run:
                 self.stop.set()
                 self.report.stopped = str(exc)
             if first:
-                logger.error("%s outcome=failed reason=ConfigurationError: %s", FUNCTION, exc)
+                self._say(
+                    logging.ERROR, "%s outcome=failed reason=ConfigurationError: %s", FUNCTION, exc
+                )
             return "not-asked"
         except (DispatchUnavailableError, DispatchRejectedError, StorageUnavailableError) as exc:
             with self.lock:
@@ -248,7 +270,8 @@ class _Run:
                 reason = expire(ledger, record, etag)
             except ResourceModifiedError:
                 return "pending"
-            logger.error(
+            self._say(
+                logging.ERROR,
                 "%s blob=%s outcome=unknown %s; check the endpoint's jobs, then delete ledger "
                 "blob %s/%s to dispatch again",
                 FUNCTION,
@@ -266,7 +289,8 @@ class _Run:
         if status != DISPATCHED or not isinstance(job_name, str):
             return self._unreadable(job, "no status or job name a tracker understands")
         if not JOB_NAME.match(job_name):
-            logger.error(
+            self._say(
+                logging.ERROR,
                 "%s blob=%s job=%s outcome=untrackable the endpoint returned no usable job "
                 "name; nothing to ask about",
                 FUNCTION,
@@ -326,7 +350,7 @@ class _Run:
         level = _LEVELS.get(status, logging.INFO)
         if status not in STATUSES and status != NOT_FOUND:
             level = logging.WARNING  # not a status Azure ML documents: kept as it came, not final
-        logger.log(
+        self._say(
             level,
             "%s blob=%s job=%s outcome=job-%s",
             FUNCTION,
@@ -336,7 +360,8 @@ class _Run:
         )
 
     def _unreadable(self, job: OpenJob, why: str) -> str:
-        logger.error(
+        self._say(
+            logging.ERROR,
             "%s record=%s/%s outcome=skipped the ledger record cannot be read (%s); it is left "
             "as it is, and its marker stays until the record is fixed or deleted",
             FUNCTION,

@@ -107,6 +107,34 @@ def change_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     ]
 
 
+@pytest.mark.usefixtures("batch_env")
+def test_change_lines_are_logged_on_the_invocations_own_thread(
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    dispatch: Callable[[str], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker ties a log line to its invocation only on the invocation's thread; a line
+    from the tracker's own pool would be dropped by the host, and with it the Application
+    Insights trace the batch-jobs-failed alert queries."""
+    caplog.set_level(logging.INFO)
+    names = [f"incoming/t{n}.csv" for n in range(6)]
+    for name in names:
+        dispatch(name)
+    for number, name in enumerate(names):
+        job = record_of(blob_service, containers, name)["jobName"]
+        jobs.set_status(job, "Failed" if number % 2 else "Running")
+    caplog.clear()
+    invoke_timer("track_batch_jobs")
+    lines = [r for r in caplog.records if " outcome=job-" in r.getMessage()]
+    assert Counter(r.getMessage().rsplit("outcome=", 1)[1] for r in lines) == {
+        "job-running": 3,
+        "job-failed": 3,
+    }
+    assert {r.thread for r in lines} == {threading.get_ident()}
+
+
 def test_transitions_are_recorded_across_runs_and_final_jobs_are_never_asked_again(
     batch_env: dict[str, str],
     jobs: JobsEndpoint,
