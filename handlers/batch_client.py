@@ -212,21 +212,8 @@ class BatchJobClient:
                 f"the request was sent but no answer came back ({type(exc).__name__}); "
                 "the job may exist"
             ) from exc
-        status = response.status_code
-        if 200 <= status < 300:
-            return _job_name(response)
-        text = response.text[:_MAX_BODY_LOGGED]
-        if status in (401, 403):
-            raise ConfigurationError(
-                "AZURE_CLIENT_ID",
-                f"the batch endpoint refused the identity ({status}: {text}); "
-                "it needs AzureML Data Scientist on the workspace",
-            )
-        if status in RETRY_STATUSES:
-            raise DispatchUnavailableError(
-                f"the endpoint answered {status} after {self.retry.attempts} attempts"
-            )
-        raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
+        self._raise_for_status(response)
+        return _job_name(response)
 
     def job_status(self, job_name: str) -> str:
         """The job's ``properties.status``, verbatim, or NOT_FOUND when the endpoint answers 404.
@@ -247,9 +234,19 @@ class BatchJobClient:
             raise DispatchUnavailableError(
                 f"no answer about job {job_name} ({type(exc).__name__})"
             ) from exc
-        status = response.status_code
-        if status == 404:
+        if response.status_code == 404:
             return NOT_FOUND
+        self._raise_for_status(response)
+        return _job_status(response)
+
+    def _raise_for_status(self, response: requests.Response) -> None:
+        """Raise for an answer outside 2xx, judged alike for a POST and a GET: 401/403 are
+        the identity's role (ConfigurationError), a retried status that is still there after
+        the policy's attempts is for later (DispatchUnavailableError), any other is a
+        rejection (DispatchRejectedError)."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
         text = response.text[:_MAX_BODY_LOGGED]
         if status in (401, 403):
             raise ConfigurationError(
@@ -261,9 +258,7 @@ class BatchJobClient:
             raise DispatchUnavailableError(
                 f"the endpoint answered {status} after {self.retry.attempts} attempts"
             )
-        if not 200 <= status < 300:
-            raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
-        return _job_status(response)
+        raise DispatchRejectedError(f"the endpoint answered {status}: {text}", status, text)
 
     def token(self) -> str:
         """A bearer token for the endpoint, from the credential's cache when it has one."""
