@@ -50,11 +50,12 @@ class JobsOptions:
 
 @dataclass(frozen=True)
 class Row:
-    """One ledger record as the listing shows it."""
+    """One ledger record as the listing shows it, with the eTag it was read with:
+    resubmission claims the record only while it is unchanged."""
 
-    record: str
-    etag: str
+    record: str  # the record's blob name in the ledger
     content: dict[str, Any]
+    etag: str
 
     @property
     def blob(self) -> str:
@@ -124,7 +125,7 @@ def _rows(ctx: AppContext, open_only: bool) -> list[Row]:
 
     def read(name: str) -> Row | None:
         found = read_ledger(container.get_blob_client(name))
-        return None if found is None else Row(name, found[1], found[0])
+        return None if found is None else Row(name, *found)
 
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
         return [row for row in pool.map(read, names) if row is not None]
