@@ -1,8 +1,9 @@
 """Shared pieces: the machine's description, medians, peak memory of a case run alone in a
-fresh interpreter, and Markdown tables."""
+fresh interpreter, the batch stand-ins a run points the app at, and Markdown tables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -10,9 +11,13 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -123,6 +128,92 @@ def child_report(run: Callable[[], object]) -> None:
     before = current_rss()
     run()
     print(json.dumps({"before": before, "peak": peak_rss()}))
+
+
+@contextlib.contextmanager
+def batch_stand_ins(
+    data_storage: str, ledger: str
+) -> Iterator[tuple[ManagedIdentityEndpoint, JobsEndpoint]]:
+    """Fresh managed-identity and jobs stand-ins, with this process's settings pointed at
+    them, at ``data_storage`` and at the run's own ``ledger`` container; afterwards the
+    settings and the process context are as they were and the stand-ins stopped, so each
+    run starts cold. Imports are local: the memory children of other benches import this
+    module, and their figures must not include the app's modules."""
+    from handlers.context import reset_context
+    from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
+
+    identity = ManagedIdentityEndpoint()
+    jobs = JobsEndpoint(identity.token)
+    saved = dict(os.environ)
+    try:
+        for name in list(os.environ):
+            if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
+                del os.environ[name]
+        os.environ.update(
+            {
+                **identity.environment(),
+                "DATA_STORAGE": data_storage,
+                "BATCH_ENDPOINT_URI": jobs.scoring_uri,
+                "DISPATCH_LEDGER_CONTAINER": ledger,
+            }
+        )
+        reset_context()
+        yield identity, jobs
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_context()
+        jobs.stop()
+        identity.stop()
+
+
+class _Measured(Protocol):
+    @property
+    def variant(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Measured)
+
+
+@dataclass
+class Variant(Generic[R]):
+    """One row of a comparison: a variant's runs and the median of what it is ranked by."""
+
+    name: str
+    runs: list[R]
+    median: float
+    baseline: float  # the baseline variant's median, for the ratio column
+
+    @property
+    def ratio(self) -> str:
+        return ratio(self.median, self.baseline)
+
+    def timing(self, items: int) -> list[str]:
+        """The first cells of a row: variant, median wall seconds, ms per item, ratio."""
+        return [self.name, f"{self.median:.2f}", ms(self.median / items), self.ratio]
+
+    def worst(self, counts: Callable[[R], tuple[int, ...]]) -> tuple[int, ...]:
+        """Each count at its highest over the runs: counts are held to targets, so the
+        worst run is the one that tells."""
+        return tuple(max(column) for column in zip(*map(counts, self.runs), strict=True))
+
+
+def medians_note(runs: Sequence[object], variants: Sequence[str], targets: str) -> str:
+    """The note under a comparison of timings and counts made by ``by_variant``."""
+    return (
+        f"Medians of {len(runs) // len(variants)} runs per variant, interleaved; counts are the "
+        f"worst run. Targets: {targets}"
+    )
+
+
+def by_variant(
+    runs: Sequence[R], variants: Sequence[str], measure: Callable[[R], float], baseline: str
+) -> list[Variant[R]]:
+    """Each variant's runs in table order, with medians of ``measure`` and the one of the
+    ``baseline`` variant that every row is compared with."""
+    grouped = {name: [run for run in runs if run.variant == name] for name in variants}
+    medians = {name: median([measure(run) for run in mine]) for name, mine in grouped.items()}
+    return [Variant(name, grouped[name], medians[name], medians[baseline]) for name in variants]
 
 
 @dataclass

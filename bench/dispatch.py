@@ -13,7 +13,6 @@ Connections are counted where the stand-ins accept them.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,10 +22,9 @@ from typing import Any
 
 import requests
 
-from bench.common import Table, median, ms, percentile
+from bench.common import Table, batch_stand_ins, by_variant, medians_note, ms, percentile
 from tools import azurite
 from tools import events as build
-from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 EVENTS = 1000
 WORKERS = 8
@@ -79,25 +77,11 @@ def _drive(
 
 
 def run_variant(variant: str, storage: azurite.Azurite) -> Run:
-    from handlers.context import AppContext, reset_context
+    from handlers.context import AppContext
     from tools.eventsource.targets import InProcessTarget, indexed_functions
 
-    identity = ManagedIdentityEndpoint()
-    jobs = JobsEndpoint(identity.token)
-    saved = dict(os.environ)
-    try:
-        for name in list(os.environ):
-            if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
-                del os.environ[name]
-        os.environ.update(
-            {
-                **identity.environment(),
-                "DATA_STORAGE": storage.connection_string,
-                "BATCH_ENDPOINT_URI": jobs.scoring_uri,
-                "DISPATCH_LEDGER_CONTAINER": f"ledger-{variant.replace(' ', '-')}-{time.time_ns()}",
-            }
-        )
-        reset_context()
+    ledger = f"ledger-{variant.replace(' ', '-')}-{time.time_ns()}"
+    with batch_stand_ins(storage.connection_string, ledger) as (identity, jobs):
         events = _events(storage.blob_url)
         if variant == "function":
             indexed_functions()
@@ -153,12 +137,6 @@ def run_variant(variant: str, storage: azurite.Azurite) -> Run:
             jobs.connections,
             identity.connections,
         )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        reset_context()
-        jobs.stop()
-        identity.stop()
 
 
 VARIANTS = ("function", "client only", "seed Logic App")
@@ -194,25 +172,21 @@ def table(runs: list[Run]) -> Table:
             "identity TCP connections",
         ],
     )
-    by_variant = {variant: [r for r in runs if r.variant == variant] for variant in VARIANTS}
-    seed = median([r.wall for r in by_variant["seed Logic App"]])
-    for variant, mine in by_variant.items():
-        wall = median([r.wall for r in mine])
-        latencies = [value for r in mine for value in r.latencies]
+    for row in by_variant(runs, VARIANTS, lambda r: r.wall, baseline="seed Logic App"):
+        latencies = [value for r in row.runs for value in r.latencies]
         result.add(
-            variant,
-            f"{wall:.2f}",
-            ms(wall / EVENTS),
-            f"{wall / seed:.2f}x",
+            *row.timing(EVENTS),
             ms(percentile(latencies, 0.5)),
             ms(percentile(latencies, 0.95)),
-            max(r.jobs for r in mine),
-            max(r.token_requests for r in mine),
-            max(r.job_connections for r in mine),
-            max(r.identity_connections for r in mine),
+            *row.worst(
+                lambda r: (r.jobs, r.token_requests, r.job_connections, r.identity_connections)
+            ),
         )
     result.notes.append(
-        f"Medians of {len(runs) // len(VARIANTS)} runs per variant, interleaved; counts are the "
-        "worst run. Targets: 1 token request, at most as many jobs connections as worker threads."
+        medians_note(
+            runs,
+            VARIANTS,
+            "1 token request, at most as many jobs connections as worker threads.",
+        )
     )
     return result

@@ -30,7 +30,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from PIL import Image
 
 from bench import images
-from bench.common import Table, median, percentile
+from bench.common import Table, by_variant, median, percentile
 from tools import azurite
 from tools.eventsource import EventSource, EventSourceConfig, InProcessTarget, Report, Result
 
@@ -219,19 +219,16 @@ def table(runs: list[Run], count: int) -> Table:
             "delivery attempts",
         ],
     )
-    seed = median([r.total for r in runs if r.variant == "seed-style"])
-    for variant in VARIANTS:
-        mine = [r for r in runs if r.variant == variant]
-        total = median([r.total for r in mine])
+    for row in by_variant(runs, VARIANTS, lambda r: r.total, baseline="seed-style"):
         result.add(
-            variant,
-            f"{total:.1f}",
-            f"{count / total:.1f}",
-            f"{total / seed:.2f}x",
-            f"{median([percentile(r.latencies, 0.5) for r in mine]) * 1000:.0f}",
-            f"{median([percentile(r.latencies, 0.95) for r in mine]) * 1000:.0f}",
-            min(r.thumbnails for r in mine),
-            max(r.attempts for r in mine),
+            row.name,
+            f"{row.median:.1f}",
+            f"{count / row.median:.1f}",
+            row.ratio,
+            f"{median([percentile(r.latencies, 0.5) for r in row.runs]) * 1000:.0f}",
+            f"{median([percentile(r.latencies, 0.95) for r in row.runs]) * 1000:.0f}",
+            min(r.thumbnails for r in row.runs),
+            max(r.attempts for r in row.runs),
         )
     result.notes.append(
         f"Medians of {len(runs) // len(VARIANTS)} runs per handler, interleaved; "

@@ -17,17 +17,15 @@ requests by the stand-ins.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import Table, median, ms
+from bench.common import Table, batch_stand_ins, by_variant, medians_note
 from tools import azurite, seed
-from tools.counting_proxy import CountingProxy
-from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
+from tools.counting_proxy import counting_proxy
 
 OPEN = 1000
 CLOSED = 4000
@@ -75,26 +73,13 @@ def _records(source: str) -> tuple[list[seed.Blob], list[tuple[str, str]]]:
 def run_variant(variant: str, storage: azurite.Azurite) -> Run:
     from handlers import batch_index
     from handlers.batch_tracking import TrackLimits, track
-    from handlers.context import AppContext, reset_context
+    from handlers.context import AppContext
 
-    identity = ManagedIdentityEndpoint()
-    jobs = JobsEndpoint(identity.token)
-    proxy = CountingProxy(storage.port)
     ledger = f"ledger-{variant.split(maxsplit=1)[0]}-{time.time_ns()}"
-    saved = dict(os.environ)
-    try:
-        for name in list(os.environ):
-            if name.startswith(("AZURE_", "MSI_", "IDENTITY_")):
-                del os.environ[name]
-        os.environ.update(
-            {
-                **identity.environment(),
-                "DATA_STORAGE": proxy.connection_string,
-                "BATCH_ENDPOINT_URI": jobs.scoring_uri,
-                "DISPATCH_LEDGER_CONTAINER": ledger,
-            }
-        )
-        reset_context()
+    with (
+        counting_proxy(storage) as proxy,
+        batch_stand_ins(proxy.connection_string, ledger) as (identity, jobs),
+    ):
         records, open_jobs = _records("batch-input")
         noted = variant in ("steady", "all finish")
         markers = [
@@ -131,13 +116,6 @@ def run_variant(variant: str, storage: azurite.Azurite) -> Run:
             sum(1 for s in seen if s.is_listing),
             jobs.connections,
         )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        reset_context()
-        proxy.stop()
-        jobs.stop()
-        identity.stop()
 
 
 def _ledger_scan(ctx: Any) -> None:
@@ -189,25 +167,24 @@ def table(runs: list[Run]) -> Table:
             "jobs TCP connections",
         ],
     )
-    baseline = median([r.wall for r in runs if r.variant == VARIANTS[-1]])
-    for variant in VARIANTS:
-        mine = [r for r in runs if r.variant == variant]
-        wall = median([r.wall for r in mine])
-        result.add(
-            variant,
-            f"{wall:.2f}",
-            ms(wall / OPEN),
-            f"{wall / baseline:.2f}x",
-            max(r.status_requests for r in mine),
-            max(r.token_requests for r in mine),
-            max(r.storage_requests for r in mine),
-            max(r.record_reads for r in mine),
-            max(r.listings for r in mine),
-            max(r.jobs_connections for r in mine),
+    for row in by_variant(runs, VARIANTS, lambda r: r.wall, baseline=VARIANTS[-1]):
+        counts = row.worst(
+            lambda r: (
+                r.status_requests,
+                r.token_requests,
+                r.storage_requests,
+                r.record_reads,
+                r.listings,
+                r.jobs_connections,
+            )
         )
+        result.add(*row.timing(OPEN), *counts)
     result.notes.append(
-        f"Medians of {len(runs) // len(VARIANTS)} runs per variant, interleaved; counts are the "
-        "worst run. Targets: one status request per open job, one token request, no record "
-        "read when nothing changed."
+        medians_note(
+            runs,
+            VARIANTS,
+            "one status request per open job, one token request, no record read when "
+            "nothing changed.",
+        )
     )
     return result
