@@ -13,6 +13,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from handlers.context import reset_context
+from tests.support.batch import Batch
 from tests.support.event_source import (
     FAST,
     RecordedSource,
@@ -24,6 +25,7 @@ from tests.support.faults import batch_environment
 from tests.support.names import unique
 from tests.support.uploads import upload
 from tools import azurite
+from tools import events as build
 from tools.eventsource import EventSource, EventSourceConfig, RetryTiming, Target
 from tools.routes import Routes
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
@@ -102,6 +104,41 @@ def dispatching(identity: ManagedIdentityEndpoint, jobs: JobsEndpoint) -> JobsEn
     instead of a dry run; the jobs endpoint."""
     batch_environment(identity, jobs)
     return jobs
+
+
+@pytest.fixture
+def batch_env(
+    app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
+) -> dict[str, str]:
+    """The app settings of app_env, with batch dispatch pointed at the identity and jobs
+    stand-ins instead of a dry run."""
+    return {**app_env, **batch_environment(identity, jobs)}
+
+
+@pytest.fixture
+def csv_event(
+    containers: dict[str, str], upload_event: Callable[..., dict[str, Any]]
+) -> Callable[[str], dict[str, Any]]:
+    """Upload a small CSV into this test's batch input; return its BlobCreated event."""
+
+    def make(name: str = "incoming/heart.csv") -> dict[str, Any]:
+        return upload_event(
+            containers["incoming"], name, b"age,sex\n63,1\n", build.CLOUD_EVENT_SCHEMA, "text/csv"
+        )
+
+    return make
+
+
+@pytest.fixture
+def batch(
+    batch_env: dict[str, str],
+    jobs: JobsEndpoint,
+    containers: dict[str, str],
+    blob_service: BlobServiceClient,
+    csv_event: Callable[[str], dict[str, Any]],
+) -> Batch:
+    """The app dispatching to the jobs stand-in (batch_env), with this test's containers."""
+    return Batch(jobs, blob_service, containers["incoming"], containers["ledger"], csv_event)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,80 +30,29 @@ from handlers.errors import (
     DispatchUnavailableError,
     OutcomeUnknownError,
 )
-from handlers.events import AccountEndpoint, BlobCreated, parse_event
 from handlers.outcomes import Outcome
 from handlers.pipeline import handle
-from tests.support.faults import batch_environment, deliver_at_once
+from tests.support.batch import Batch, blob_created
+from tests.support.faults import deliver_at_once
 from tests.support.host import invoke, outcome_of
 from tools import azurite
-from tools import events as build
-from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Scripted
+from tools.standins import ManagedIdentityEndpoint, Scripted
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
 
-Upload = Callable[..., dict[str, Any]]
-
 
 @pytest.fixture
-def batch_env(
-    app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
-) -> dict[str, str]:
+def batch_env(batch_env: dict[str, str]) -> dict[str, str]:
+    """The shared batch settings, with deployment 'blue' and input 'heart_data'."""
     extra = {"BATCH_DEPLOYMENT": "blue", "BATCH_INPUT_NAME": "heart_data"}
     os.environ.update(extra)
-    return batch_environment(identity, jobs) | extra
-
-
-def blob_created(event: dict[str, Any]) -> BlobCreated:
-    account = AccountEndpoint(azurite.ACCOUNT, event["data"]["url"].split("/batch-input")[0])
-    parsed = parse_event(event, account)
-    assert isinstance(parsed, BlobCreated)
-    return parsed
+    reset_context()
+    return batch_env | extra
 
 
 def deliver(event: dict[str, Any]) -> Outcome:
     """What the trigger does with the event, returning the outcome it logs."""
     return handle("dispatch_batch_job", event)
-
-
-@pytest.fixture
-def csv_event(containers: dict[str, str], upload_event: Upload) -> Callable[[str], dict[str, Any]]:
-    def make(name: str = "incoming/heart.csv") -> dict[str, Any]:
-        return upload_event(
-            containers["incoming"], name, b"age,sex\n63,1\n", build.CLOUD_EVENT_SCHEMA, "text/csv"
-        )
-
-    return make
-
-
-@dataclass(frozen=True)
-class Batch:
-    """The app dispatching to the local jobs endpoint, and the ledger it keeps on Azurite."""
-
-    jobs: JobsEndpoint
-    service: BlobServiceClient
-    incoming: str  # the container batch input is uploaded to
-    ledger: str  # DISPATCH_LEDGER_CONTAINER
-    upload: Callable[[str], dict[str, Any]]  # a CSV blob uploaded: its BlobCreated event
-
-    def record(self, event: dict[str, Any]) -> Any:
-        """The ledger record of the version ``event`` announces, or None when there is none."""
-        client = self.service.get_blob_client(self.ledger, ledger_name(blob_created(event)))
-        if not client.exists():
-            return None
-        return json.loads(client.download_blob().readall())
-
-
-@pytest.fixture
-def batch(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    csv_event: Callable[[str], dict[str, Any]],
-) -> Batch:
-    """The app pointed at the identity and jobs stand-ins (deployment 'blue', input
-    'heart_data') and at this test's containers."""
-    return Batch(jobs, blob_service, containers["incoming"], containers["ledger"], csv_event)
 
 
 def test_posts_the_documented_job_and_records_it(

@@ -13,11 +13,10 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
 from handlers import batch_index
 from handlers.batch_ledger import ledger_prefix
@@ -25,25 +24,17 @@ from handlers.batch_tracking import TrackLimits, track
 from handlers.context import AppContext, reset_context
 from handlers.errors import ConfigurationError
 from handlers.settings import Settings
+from tests.support.batch import Batch
 from tests.support.faults import batch_environment
-from tests.support.host import invoke, invoke_timer, timer_payload
+from tests.support.host import invoke_timer, timer_payload
 from tests.support.polling import poll
 from tools import azurite, seed
-from tools import events as build
 from tools.counting_proxy import CountingProxy, counting_proxy
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Scripted
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
 
-Upload = Callable[..., dict[str, Any]]
 NO_WAIT = {"Retry-After": "0"}
-
-
-@pytest.fixture
-def batch_env(
-    app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
-) -> dict[str, str]:
-    return {**app_env, **batch_environment(identity, jobs)}
 
 
 @pytest.fixture
@@ -66,39 +57,6 @@ def through_proxy(batch_env: dict[str, str], proxy: CountingProxy) -> CountingPr
     return proxy
 
 
-@pytest.fixture
-def dispatch(containers: dict[str, str], upload_event: Upload) -> Callable[[str], dict[str, Any]]:
-    """Upload a file into the batch input and run dispatch_batch_job on its event."""
-
-    def run(name: str) -> dict[str, Any]:
-        event = upload_event(
-            containers["incoming"], name, b"a,b\n1,2\n", build.CLOUD_EVENT_SCHEMA, "text/csv"
-        )
-        invoke("dispatch_batch_job", event)
-        return event
-
-    return run
-
-
-def record_of(service: BlobServiceClient, containers: dict[str, str], name: str) -> dict[str, Any]:
-    ledger = service.get_container_client(containers["ledger"])
-    (blob,) = [
-        b.name
-        for b in ledger.list_blobs(name_starts_with=ledger_prefix(containers["incoming"], name))
-    ]
-    record: dict[str, Any] = json.loads(ledger.get_blob_client(blob).download_blob().readall())
-    return record
-
-
-def markers(service: BlobServiceClient, containers: dict[str, str]) -> list[str]:
-    ledger = service.get_container_client(containers["ledger"])
-    return [
-        b.name
-        for b in ledger.list_blobs(name_starts_with=batch_index.OPEN_PREFIX)
-        if b.name != batch_index.CURSOR
-    ]
-
-
 def change_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     return [
         (r.levelno, r.getMessage())
@@ -107,13 +65,8 @@ def change_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     ]
 
 
-@pytest.mark.usefixtures("batch_env")
 def test_change_lines_are_logged_on_the_invocations_own_thread(
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
+    batch: Batch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The worker ties a log line to its invocation only on the invocation's thread; a line
     from the tracker's own pool would be dropped by the host, and with it the Application
@@ -121,10 +74,10 @@ def test_change_lines_are_logged_on_the_invocations_own_thread(
     caplog.set_level(logging.INFO)
     names = [f"incoming/t{n}.csv" for n in range(6)]
     for name in names:
-        dispatch(name)
+        batch.dispatch(name)
     for number, name in enumerate(names):
-        job = record_of(blob_service, containers, name)["jobName"]
-        jobs.set_status(job, "Failed" if number % 2 else "Running")
+        job = batch.record_of(name)["jobName"]
+        batch.jobs.set_status(job, "Failed" if number % 2 else "Running")
     caplog.clear()
     invoke_timer("track_batch_jobs")
     lines = [r for r in caplog.records if " outcome=job-" in r.getMessage()]
@@ -136,22 +89,18 @@ def test_change_lines_are_logged_on_the_invocations_own_thread(
 
 
 def test_transitions_are_recorded_across_runs_and_final_jobs_are_never_asked_again(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
+    batch: Batch,
     identity: ManagedIdentityEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    dispatch("incoming/good.csv")
-    dispatch("incoming/bad.csv")
-    good = record_of(blob_service, containers, "incoming/good.csv")["jobName"]
-    bad = record_of(blob_service, containers, "incoming/bad.csv")["jobName"]
-    assert len(markers(blob_service, containers)) == 2  # marked open when dispatched
+    batch.dispatch("incoming/good.csv")
+    batch.dispatch("incoming/bad.csv")
+    good = batch.record_of("incoming/good.csv")["jobName"]
+    bad = batch.record_of("incoming/bad.csv")["jobName"]
+    assert len(batch.markers()) == 2  # marked open when dispatched
 
-    where = containers["incoming"]
+    where = batch.incoming
 
     def run(payload: dict[str, Any] | None = None) -> set[tuple[int, str]]:
         """One timer run; the change lines it logged."""
@@ -166,23 +115,23 @@ def test_transitions_are_recorded_across_runs_and_final_jobs_are_never_asked_aga
         (logging.INFO, line("good.csv", good, "job-queued")),
         (logging.INFO, line("bad.csv", bad, "job-queued")),
     }
-    jobs.set_status(good, "Running")
+    batch.jobs.set_status(good, "Running")
     assert run(timer_payload(past_due=True)) == {
         (logging.INFO, line("good.csv", good, "job-running"))
     }
     assert run() == set()  # nothing changed: nothing written, nothing logged
-    jobs.set_status(good, "Completed")
-    jobs.set_status(bad, "Failed")
+    batch.jobs.set_status(good, "Completed")
+    batch.jobs.set_status(bad, "Failed")
     assert run() == {
         (logging.INFO, line("good.csv", good, "job-completed")),
         (logging.ERROR, line("bad.csv", bad, "job-failed")),
     }
-    asked = jobs.status_requests()
+    asked = batch.jobs.status_requests()
     assert run() == run() == set()
-    assert jobs.status_requests() == asked == Counter({good: 4, bad: 4})  # none after final
-    assert markers(blob_service, containers) == []
+    assert batch.jobs.status_requests() == asked == Counter({good: 4, bad: 4})  # none after final
+    assert batch.markers() == []
     for name, status in (("incoming/good.csv", "Completed"), ("incoming/bad.csv", "Failed")):
-        record = record_of(blob_service, containers, name)
+        record = batch.record_of(name)
         assert record["status"] == "dispatched"  # it describes the dispatch
         assert record["jobStatus"] == status
         assert record["finishedAt"] == record["jobStatusAt"] >= record["dispatchedAt"]
@@ -192,31 +141,28 @@ def test_transitions_are_recorded_across_runs_and_final_jobs_are_never_asked_aga
 def test_no_open_jobs_costs_one_listing_and_no_endpoint_call(
     batch_env: dict[str, str],
     through_proxy: CountingProxy,
-    jobs: JobsEndpoint,
+    batch: Batch,
     identity: ManagedIdentityEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
 ) -> None:
     invoke_timer("track_batch_jobs")  # not even a ledger container yet
     (listing,) = through_proxy.requests()
     assert listing.is_listing and listing.query["prefix"] == [batch_index.OPEN_PREFIX]
 
     use_storage(batch_env["DATA_STORAGE"])
-    dispatch("incoming/done.csv")
-    (job,) = jobs.jobs
-    jobs.set_status(job, "Completed")
+    batch.dispatch("incoming/done.csv")
+    (job,) = batch.jobs.jobs
+    batch.jobs.set_status(job, "Completed")
     invoke_timer("track_batch_jobs")
-    assert markers(blob_service, containers) == []
+    assert batch.markers() == []
     use_storage(through_proxy.connection_string)
     through_proxy.clear()
     identity.clear()
-    jobs.clear()
+    batch.jobs.clear()
 
     invoke_timer("track_batch_jobs")  # a closed record in the ledger: still one listing
     (listing,) = through_proxy.requests()
     assert listing.is_listing
-    assert jobs.requests == [] and identity.requests == []
+    assert batch.jobs.requests == [] and identity.requests == []
 
 
 def test_dry_run_does_nothing_and_says_so_once(
@@ -233,43 +179,35 @@ def test_dry_run_does_nothing_and_says_so_once(
 
 
 def test_a_job_the_endpoint_no_longer_has_is_recorded_as_not_found(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
+    batch: Batch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dispatch("incoming/deleted.csv")
-    (job,) = jobs.jobs
-    jobs.jobs.pop(job)  # deleted on the service side: 404
+    batch.dispatch("incoming/deleted.csv")
+    (job,) = batch.jobs.jobs
+    batch.jobs.jobs.pop(job)  # deleted on the service side: 404
     invoke_timer("track_batch_jobs")
     invoke_timer("track_batch_jobs")
-    record = record_of(blob_service, containers, "incoming/deleted.csv")
+    record = batch.record_of("incoming/deleted.csv")
     assert record["jobStatus"] == "NotFound" and "finishedAt" in record
     assert change_lines(caplog) == [
         (
             logging.WARNING,
-            f"track_batch_jobs blob={containers['incoming']}/incoming/deleted.csv job={job} "
+            f"track_batch_jobs blob={batch.incoming}/incoming/deleted.csv job={job} "
             "outcome=job-notfound",
         )
     ]
-    assert jobs.status_requests() == {job: 1} and markers(blob_service, containers) == []
+    assert batch.jobs.status_requests() == {job: 1} and batch.markers() == []
 
 
 def test_a_flapping_endpoint_leaves_jobs_open_until_it_answers(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
+    batch: Batch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    dispatch("incoming/flaky.csv")
-    (job,) = jobs.jobs
-    jobs.set_status(job, "Running")
-    jobs.job_script[job] = [
+    batch.dispatch("incoming/flaky.csv")
+    (job,) = batch.jobs.jobs
+    batch.jobs.set_status(job, "Running")
+    batch.jobs.job_script[job] = [
         Scripted(429, None, NO_WAIT),
         Scripted(503, None, NO_WAIT),
         Scripted(500, None, NO_WAIT),  # the policy's three attempts, all refused
@@ -278,14 +216,14 @@ def test_a_flapping_endpoint_leaves_jobs_open_until_it_answers(
         "Completed",
     ]
     invoke_timer("track_batch_jobs")
-    assert "jobStatus" not in record_of(blob_service, containers, "incoming/flaky.csv")
-    assert jobs.status_requests() == {job: 3}
+    assert "jobStatus" not in batch.record_of("incoming/flaky.csv")
+    assert batch.jobs.status_requests() == {job: 3}
     invoke_timer("track_batch_jobs")  # one 500, then the answer without a status
-    assert "jobStatus" not in record_of(blob_service, containers, "incoming/flaky.csv")
-    assert len(markers(blob_service, containers)) == 1
+    assert "jobStatus" not in batch.record_of("incoming/flaky.csv")
+    assert len(batch.markers()) == 1
     invoke_timer("track_batch_jobs")
-    assert record_of(blob_service, containers, "incoming/flaky.csv")["jobStatus"] == "Completed"
-    assert jobs.status_requests() == {job: 6}
+    assert batch.record_of("incoming/flaky.csv")["jobStatus"] == "Completed"
+    assert batch.jobs.status_requests() == {job: 6}
     summaries = [r for r in caplog.records if r.getMessage().startswith("track_batch_jobs run:")]
     assert [r.levelno for r in summaries] == [logging.WARNING, logging.WARNING, logging.INFO]
     assert "answered 500 after 3 attempts" in summaries[0].getMessage()
@@ -293,55 +231,41 @@ def test_a_flapping_endpoint_leaves_jobs_open_until_it_answers(
 
 
 def test_refused_identity_is_one_error_per_run_and_changes_nothing(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
+    batch: Batch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for number in range(12):
-        dispatch(f"incoming/part-{number}.csv")
-    jobs.accepted_token = "another identity's token"  # every GET now answers 401
+        batch.dispatch(f"incoming/part-{number}.csv")
+    batch.jobs.accepted_token = "another identity's token"  # every GET now answers 401
     invoke_timer("track_batch_jobs")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "ConfigurationError" in errors[0].getMessage() and "401" in errors[0].getMessage()
-    assert len(markers(blob_service, containers)) == 12
+    assert len(batch.markers()) == 12
     assert change_lines(caplog) == []
 
 
 def test_an_unreadable_record_is_skipped_with_one_error_and_never_rewritten(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
+    batch: Batch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dispatch("incoming/broken.csv")
-    dispatch("incoming/fine.csv")
-    ledger = blob_service.get_container_client(containers["ledger"])
-    (broken,) = ledger.list_blobs(
-        name_starts_with=ledger_prefix(containers["incoming"], "incoming/broken.csv")
-    )
-    ledger.get_blob_client(broken.name).upload_blob(b"{not json", overwrite=True)
+    batch.dispatch("incoming/broken.csv")
+    batch.dispatch("incoming/fine.csv")
+    ledger = batch.ledger_client()
+    broken = batch.record_name("incoming/broken.csv")
+    ledger.get_blob_client(broken).upload_blob(b"{not json", overwrite=True)
     for _ in range(2):
         caplog.clear()
         invoke_timer("track_batch_jobs")
         (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
-        assert broken.name in error.getMessage() and "outcome=skipped" in error.getMessage()
-    assert ledger.get_blob_client(broken.name).download_blob().readall() == b"{not json"
-    assert len(markers(blob_service, containers)) == 2  # its marker stays until it is fixed
-    assert record_of(blob_service, containers, "incoming/fine.csv")["jobStatus"] == "Queued"
+        assert broken in error.getMessage() and "outcome=skipped" in error.getMessage()
+    assert ledger.get_blob_client(broken).download_blob().readall() == b"{not json"
+    assert len(batch.markers()) == 2  # its marker stays until it is fixed
+    assert batch.record_of("incoming/fine.csv")["jobStatus"] == "Queued"
 
 
 def test_overlapping_runs_lose_no_update_and_log_each_change_once(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
+    batch: Batch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Two runs at once over the same jobs, one told Running and the other Completed for
@@ -349,10 +273,10 @@ def test_overlapping_runs_lose_no_update_and_log_each_change_once(
     and each change is logged by the one run whose write won."""
     caplog.set_level(logging.INFO)
     for number in range(16):
-        dispatch(f"incoming/race-{number}.csv")
+        batch.dispatch(f"incoming/race-{number}.csv")
     invoke_timer("track_batch_jobs")  # all Queued, markers noted
-    for job in jobs.jobs:
-        jobs.job_script[job] = ["Running", "Completed"]
+    for job in batch.jobs.jobs:
+        batch.jobs.job_script[job] = ["Running", "Completed"]
     caplog.clear()
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -372,7 +296,7 @@ def test_overlapping_runs_lose_no_update_and_log_each_change_once(
     assert not errors
     lines = [message for _, message in change_lines(caplog)]
     for number in range(16):
-        record = record_of(blob_service, containers, f"incoming/race-{number}.csv")
+        record = batch.record_of(f"incoming/race-{number}.csv")
         assert record["jobStatus"] == "Completed"
         mine = [line for line in lines if f"/incoming/race-{number}.csv " in line]
         outcomes = Counter(line.rsplit("=", 1)[1] for line in mine)
@@ -381,7 +305,7 @@ def test_overlapping_runs_lose_no_update_and_log_each_change_once(
         assert outcomes["job-completed"] == 1 and outcomes["job-running"] <= 1, mine
     # A marker noted by the run that lost may survive the race; the next run removes it.
     invoke_timer("track_batch_jobs")
-    assert markers(blob_service, containers) == []
+    assert batch.markers() == []
     assert len(change_lines(caplog)) == len(lines)
 
 
@@ -389,15 +313,14 @@ def test_overlapping_runs_lose_no_update_and_log_each_change_once(
 def test_ten_thousand_open_jobs_in_bounded_runs_without_reading_closed_records(
     through_proxy: CountingProxy,
     azurite_service: azurite.Azurite,
-    jobs: JobsEndpoint,
+    batch: Batch,
     identity: ManagedIdentityEndpoint,
-    containers: dict[str, str],
 ) -> None:
     """10,000 open jobs (100 of which finish) and 300 closed records: each run asks about at
     most a page of jobs, ten runs ask about every open job exactly once, and only the
     records of the jobs that changed are read."""
-    ledger = containers["ledger"]
-    source = containers["incoming"]
+    ledger = batch.ledger
+    source = batch.incoming
 
     def record(number: int, status: str) -> tuple[str, dict[str, Any]]:
         name = f"{ledger_prefix(source, f'incoming/{number:05d}.csv')}0x8D{number:013X}.json"
@@ -418,7 +341,7 @@ def test_ten_thousand_open_jobs_in_bounded_runs_without_reading_closed_records(
         name, body = record(number, "Running")
         meta = batch_index.noted(body["jobName"], "Running")
         seeded.append((batch_index.marker_name(name), b"", meta))
-        jobs.add_job(body["jobName"], "Completed" if number in finishing else "Running")
+        batch.jobs.add_job(body["jobName"], "Completed" if number in finishing else "Running")
         open_records[name] = number
         if number in finishing:
             seeded.append((name, json.dumps(body).encode(), {}))
@@ -430,11 +353,11 @@ def test_ten_thousand_open_jobs_in_bounded_runs_without_reading_closed_records(
     through_proxy.clear()
     asked_per_run = []
     for _ in range(10):
-        before = sum(jobs.status_requests().values())
+        before = sum(batch.jobs.status_requests().values())
         report = track(ctx, TrackLimits(page=1000, workers=8, seconds=240))
-        asked_per_run.append(sum(jobs.status_requests().values()) - before)
+        asked_per_run.append(sum(batch.jobs.status_requests().values()) - before)
         assert report.stopped is None and report.first_problem is None
-    asked = jobs.status_requests()
+    asked = batch.jobs.status_requests()
     assert max(asked_per_run) <= 1000
     assert len(asked) == 10_000 and set(asked.values()) == {1}
     reads = Counter(seen.blob(ledger) for seen in through_proxy.requests() if seen.method == "GET")
@@ -444,75 +367,65 @@ def test_ten_thousand_open_jobs_in_bounded_runs_without_reading_closed_records(
     assert read_records == {name for name, n in open_records.items() if n in finishing}
     assert sum(1 for seen in through_proxy.requests() if seen.is_listing) <= 2 * 10
     assert len(identity.token_requests) == 1
-    service = BlobServiceClient.from_connection_string(azurite_service.connection_string)
-    assert len(markers(service, containers)) == 10_000 - len(finishing)
+    assert len(batch.markers()) == 10_000 - len(finishing)
 
 
 def test_markers_of_jobs_that_never_started_are_removed_without_asking(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
+    batch: Batch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Rejected and unknown dispatches have no job to follow; a claim whose delivery died
     (older than the function timeout) is recorded as unknown, as a redelivery would."""
-    jobs.script.append(Scripted(400, {"error": {"code": "BadRequest"}}))
-    dispatch("incoming/rejected.csv")
-    assert record_of(blob_service, containers, "incoming/rejected.csv")["status"] == "rejected"
-    dispatch("incoming/died.csv")
-    ledger = blob_service.get_container_client(containers["ledger"])
-    (died,) = ledger.list_blobs(
-        name_starts_with=ledger_prefix(containers["incoming"], "incoming/died.csv")
-    )
+    batch.jobs.script.append(Scripted(400, {"error": {"code": "BadRequest"}}))
+    batch.dispatch("incoming/rejected.csv")
+    assert batch.record_of("incoming/rejected.csv")["status"] == "rejected"
+    batch.dispatch("incoming/died.csv")
+    ledger = batch.ledger_client()
+    died = batch.record_name("incoming/died.csv")
     stale = {
-        **record_of(blob_service, containers, "incoming/died.csv"),
+        **batch.record_of("incoming/died.csv"),
         "status": "dispatching",
         "claimedAt": "2026-01-01T00:00:00.000+00:00",
     }
-    ledger.get_blob_client(died.name).upload_blob(json.dumps(stale), overwrite=True)
-    batch_index.mark_open(ledger, died.name)  # as the dying delivery left it: not yet noted
-    assert len(markers(blob_service, containers)) == 2
-    jobs.clear()
+    ledger.get_blob_client(died).upload_blob(json.dumps(stale), overwrite=True)
+    batch_index.mark_open(ledger, died)  # as the dying delivery left it: not yet noted
+    assert len(batch.markers()) == 2
+    batch.jobs.clear()
     caplog.clear()
 
     invoke_timer("track_batch_jobs")
-    assert markers(blob_service, containers) == []
-    assert jobs.requests == []
-    assert record_of(blob_service, containers, "incoming/died.csv")["status"] == "unknown"
+    assert batch.markers() == []
+    assert batch.jobs.requests == []
+    assert batch.record_of("incoming/died.csv")["status"] == "unknown"
     (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert "outcome=unknown" in error and died.name in error
+    assert "outcome=unknown" in error and died in error
 
 
 def test_the_walking_stand_in_takes_each_job_to_its_end(
-    app_env: dict[str, str],
+    batch: Batch,
     identity: ManagedIdentityEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The local loop's endpoint: Queued, Running, then Completed (Failed for a file whose
     name says fail), over 1.5 s here."""
     walking = JobsEndpoint(identity.token, walk_seconds=1.5)
     try:
-        batch_environment(identity, walking)
+        batch_environment(identity, walking)  # in place of the batch fixture's endpoint
         caplog.set_level(logging.INFO)
-        dispatch("incoming/scores.csv")
-        dispatch("incoming/will-fail.csv")
+        batch.dispatch("incoming/scores.csv")
+        batch.dispatch("incoming/will-fail.csv")
 
         def both_final() -> bool:
             invoke_timer("track_batch_jobs")
-            return not markers(blob_service, containers)
+            return not batch.markers()
 
         poll(both_final, 20, "both jobs to end")
     finally:
         walking.stop()
     seen = [line.rsplit(" ", 1)[1] for _, line in change_lines(caplog)]
     assert "outcome=job-queued" in seen and "outcome=job-running" in seen
-    assert record_of(blob_service, containers, "incoming/scores.csv")["jobStatus"] == "Completed"
-    assert record_of(blob_service, containers, "incoming/will-fail.csv")["jobStatus"] == "Failed"
+    assert batch.record_of("incoming/scores.csv")["jobStatus"] == "Completed"
+    assert batch.record_of("incoming/will-fail.csv")["jobStatus"] == "Failed"
 
 
 def test_no_ledger_record_can_fall_under_the_reserved_names() -> None:
@@ -531,27 +444,21 @@ def test_no_ledger_record_can_fall_under_the_reserved_names() -> None:
         )
 
 
-def test_runs_are_bounded_by_a_page_and_by_time_and_go_round_every_job(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], dict[str, Any]],
-) -> None:
+def test_runs_are_bounded_by_a_page_and_by_time_and_go_round_every_job(batch: Batch) -> None:
     for number in range(5):
-        dispatch(f"incoming/page-{number}.csv")
+        batch.dispatch(f"incoming/page-{number}.csv")
     ctx = AppContext.from_env()
 
     out_of_time = track(ctx, TrackLimits(page=500, workers=2, seconds=0))
-    assert out_of_time.outcomes == {"not-asked": 5} and jobs.status_requests() == {}
+    assert out_of_time.outcomes == {"not-asked": 5} and batch.jobs.status_requests() == {}
 
     asked: list[Counter[str]] = []
     for _ in range(3):  # pages of 2: 2 + 2 + 1, the cursor carrying each run on
-        before = jobs.status_requests()
+        before = batch.jobs.status_requests()
         report = track(ctx, TrackLimits(page=2, workers=2, seconds=60))
-        asked.append(jobs.status_requests() - before)
+        asked.append(batch.jobs.status_requests() - before)
         assert report.listed <= 2
     assert [sum(run.values()) for run in asked] == [2, 2, 1]
-    assert jobs.status_requests() == Counter(dict.fromkeys(jobs.jobs, 1))
+    assert batch.jobs.status_requests() == Counter(dict.fromkeys(batch.jobs.jobs, 1))
     again = track(ctx, TrackLimits(page=2, workers=2, seconds=60))  # round again
     assert again.listed == 2 and again.more

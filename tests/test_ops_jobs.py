@@ -4,22 +4,16 @@ exactly once per record even with two operators at once (Azurite, jobs stand-in)
 from __future__ import annotations
 
 import io
-import json
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
 from handlers import batch_index
-from handlers.batch_ledger import ledger_prefix
-from tests.support.faults import batch_environment
-from tests.support.host import invoke, invoke_timer
-from tools import events as build
+from tests.support.batch import Batch
+from tests.support.host import invoke_timer
 from tools.ops import main
-from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Scripted
+from tools.standins import Scripted
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
 
@@ -43,50 +37,14 @@ def ops(*argv: str) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-@pytest.fixture
-def batch_env(
-    app_env: dict[str, str], identity: ManagedIdentityEndpoint, jobs: JobsEndpoint
-) -> dict[str, str]:
-    return {**app_env, **batch_environment(identity, jobs)}
-
-
-@pytest.fixture
-def dispatch(
-    containers: dict[str, str], upload_event: Callable[..., dict[str, Any]], jobs: JobsEndpoint
-) -> Callable[[str], str]:
-    """Upload a file, run dispatch_batch_job on its event, return the job's name."""
-
-    def run(name: str) -> str:
-        before = set(jobs.jobs)
-        event = upload_event(
-            containers["incoming"], name, b"a\n1\n", build.CLOUD_EVENT_SCHEMA, "text/csv"
-        )
-        invoke("dispatch_batch_job", event)
-        (job,) = set(jobs.jobs) - before
-        return job
-
-    return run
-
-
-def record(service: BlobServiceClient, containers: dict[str, str], name: str) -> dict[str, Any]:
-    ledger = service.get_container_client(containers["ledger"])
-    prefix = ledger_prefix(containers["incoming"], name)
-    (blob,) = ledger.list_blobs(name_starts_with=prefix)
-    found: dict[str, Any] = json.loads(ledger.get_blob_client(blob.name).download_blob().readall())
-    return found
-
-
-def test_listing_filters_and_refresh(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    dispatch: Callable[[str], str],
-) -> None:
-    where = containers["incoming"]
-    done, failed, running = (dispatch(f"incoming/{n}.csv") for n in ("done", "failed", "running"))
-    jobs.set_status(done, "Completed")
-    jobs.set_status(failed, "Failed")
-    jobs.set_status(running, "Running")
+def test_listing_filters_and_refresh(batch: Batch) -> None:
+    where = batch.incoming
+    done, failed, running = (
+        batch.dispatch_job(f"incoming/{n}.csv") for n in ("done", "failed", "running")
+    )
+    batch.jobs.set_status(done, "Completed")
+    batch.jobs.set_status(failed, "Failed")
+    batch.jobs.set_status(running, "Running")
 
     before = ops()
     assert before.code == 0, before.err
@@ -113,27 +71,21 @@ def test_listing_filters_and_refresh(
     assert len(ops("--since", "2000-01-01T00:00Z").out.splitlines()) == 1 + 3 + 1
 
 
-def test_resubmit_failed_starts_one_new_job_per_record_with_two_operators(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], str],
-) -> None:
+def test_resubmit_failed_starts_one_new_job_per_record_with_two_operators(batch: Batch) -> None:
     ended = {"failed": "Failed", "canceled": "Canceled", "deleted": None, "fine": "Completed"}
-    old = {name: dispatch(f"incoming/{name}.csv") for name in ended}
+    old = {name: batch.dispatch_job(f"incoming/{name}.csv") for name in ended}
     for name, status in ended.items():
         if status is None:
-            jobs.jobs.pop(old[name])  # NotFound
+            batch.jobs.jobs.pop(old[name])  # NotFound
         else:
-            jobs.set_status(old[name], status)
+            batch.jobs.set_status(old[name], status)
     invoke_timer("track_batch_jobs")
-    posts_before = len(jobs.posts())
+    posts_before = len(batch.jobs.posts())
 
     dry = ops("--resubmit-failed", "--dry-run")
     assert dry.code == 0, dry.err
     assert len(dry.lines_starting("would resubmit ")) == 3 and not dry.lines_with("fine.csv")
-    assert len(jobs.posts()) == posts_before
+    assert len(batch.jobs.posts()) == posts_before
 
     barrier = threading.Barrier(2)
     results: list[Result] = []
@@ -150,52 +102,40 @@ def test_resubmit_failed_starts_one_new_job_per_record_with_two_operators(
     assert [result.code for result in results] == [0, 0], [r.out + r.err for r in results]
     resubmitted = [line for result in results for line in result.lines_starting("resubmitted ")]
     assert len(resubmitted) == 3, [r.out for r in results]
-    assert len(jobs.posts()) == posts_before + 3  # one new job per record, not two
+    assert len(batch.jobs.posts()) == posts_before + 3  # one new job per record, not two
 
     for name, status in ended.items():
-        now = record(blob_service, containers, f"incoming/{name}.csv")
+        now = batch.record_of(f"incoming/{name}.csv")
         assert now["status"] == "dispatched"
         if name == "fine":
             assert now["jobName"] == old[name] and "history" not in now
             continue
-        assert now["jobName"] != old[name] and now["jobName"] in jobs.jobs
+        assert now["jobName"] != old[name] and now["jobName"] in batch.jobs.jobs
         assert "jobStatus" not in now  # the new job has not been tracked yet
         (previous,) = now["history"]
         assert previous["jobName"] == old[name]
         assert previous["jobStatus"] == (status or "NotFound")
-        marker = batch_index.marker_name(
-            next(
-                blob_service.get_container_client(containers["ledger"]).list_blobs(
-                    name_starts_with=ledger_prefix(containers["incoming"], f"incoming/{name}.csv")
-                )
-            ).name
-        )
-        assert blob_service.get_blob_client(containers["ledger"], marker).exists()
+        marker = batch_index.marker_name(batch.record_name(f"incoming/{name}.csv"))
+        assert batch.ledger_client().get_blob_client(marker).exists()
 
     invoke_timer("track_batch_jobs")  # the new jobs are followed like any other
-    assert record(blob_service, containers, "incoming/failed.csv")["jobStatus"] == "Queued"
+    assert batch.record_of("incoming/failed.csv")["jobStatus"] == "Queued"
     again = ops("--resubmit-failed")
     assert again.code == 0 and again.out.strip() == "summary: nothing to do"
 
 
-def test_a_resubmission_that_cannot_be_posted_leaves_the_record_as_it_was(
-    batch_env: dict[str, str],
-    jobs: JobsEndpoint,
-    containers: dict[str, str],
-    blob_service: BlobServiceClient,
-    dispatch: Callable[[str], str],
-) -> None:
-    job = dispatch("incoming/flaky.csv")
-    jobs.set_status(job, "Failed")
+def test_a_resubmission_that_cannot_be_posted_leaves_the_record_as_it_was(batch: Batch) -> None:
+    job = batch.dispatch_job("incoming/flaky.csv")
+    batch.jobs.set_status(job, "Failed")
     invoke_timer("track_batch_jobs")
-    before = record(blob_service, containers, "incoming/flaky.csv")
-    jobs.script.extend([Scripted(503, None, {"Retry-After": "0"})] * 3)
+    before = batch.record_of("incoming/flaky.csv")
+    batch.jobs.script.extend([Scripted(503, None, {"Retry-After": "0"})] * 3)
     result = ops("--resubmit-failed")
     assert result.code == 1, result.out + result.err
     assert result.lines_starting("retry ")
-    assert record(blob_service, containers, "incoming/flaky.csv") == before
+    assert batch.record_of("incoming/flaky.csv") == before
     assert ops("--resubmit-failed").code == 0  # the next try works
-    assert record(blob_service, containers, "incoming/flaky.csv")["history"][0]["jobName"] == job
+    assert batch.record_of("incoming/flaky.csv")["history"][0]["jobName"] == job
 
 
 def test_usage_errors(app_env: dict[str, str]) -> None:
@@ -207,10 +147,8 @@ def test_usage_errors(app_env: dict[str, str]) -> None:
     assert listing.code == 0 and listing.out.strip() == "0 jobs"
 
 
-def test_refresh_with_a_refused_identity_is_a_usage_error(
-    batch_env: dict[str, str], jobs: JobsEndpoint, dispatch: Callable[[str], str]
-) -> None:
-    dispatch("incoming/one.csv")
-    jobs.accepted_token = "someone else's"
+def test_refresh_with_a_refused_identity_is_a_usage_error(batch: Batch) -> None:
+    batch.dispatch_job("incoming/one.csv")
+    batch.jobs.accepted_token = "someone else's"
     result = ops("--refresh")
     assert result.code == 2 and "401" in result.err
