@@ -171,7 +171,7 @@ param alertFailureSeverity int = 2
 ])
 param alertEvaluationFrequency string = 'PT5M'
 
-@description('Optional. The period each alert evaluation looks back over.')
+@description('Optional. The period each alert evaluation looks back over; one shorter than alertEvaluationFrequency is raised to it (Azure Monitor refuses a shorter one).')
 @allowed([
   'PT5M'
   'PT15M'
@@ -228,6 +228,7 @@ var allTags = union(tags, { 'azd-env-name': environmentName })
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
 var storageBlobDataReaderRoleId = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1' // Storage Blob Data Reader
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
 var azureMLDataScientistRoleId = 'f6c7c914-8db3-469d-8ca1-694a8f32e121' // AzureML Data Scientist
 
 // /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<name>;
@@ -301,9 +302,11 @@ module appOnDataStorage 'modules/storage-role-assignment.bicep' = {
   }
 }
 
-// Blob Data Owner is the role documented for identity-based AzureWebJobsStorage; it covers the
-// code package too. No queue or table role: Event Grid triggers use neither (blob triggers
-// and Durable Functions would).
+// What the host does with AzureWebJobsStorage (README, "Role assignments"): blobs for keys,
+// locks (the timer trigger's singleton lock and schedule monitor included) and the code package
+// (Storage Blob Data Owner), and tables for its diagnostic events (Storage Table Data
+// Contributor). No queue role: only blob triggers and Durable Functions use the host's queues,
+// and this app has neither (Event Grid and timer triggers).
 module appOnHostStorage 'modules/storage-role-assignment.bicep' = {
   name: 'app-on-host-storage-${resourceToken}'
   params: {
@@ -312,6 +315,17 @@ module appOnHostStorage 'modules/storage-role-assignment.bicep' = {
     principalType: 'ServicePrincipal'
     roleDefinitionGuid: storageBlobDataOwnerRoleId
     roleDescription: 'Functions host storage (AzureWebJobsStorage) and the deployment package.'
+  }
+}
+
+module appOnHostTables 'modules/storage-role-assignment.bicep' = {
+  name: 'app-on-host-tables-${resourceToken}'
+  params: {
+    storageAccountName: hostStorage.outputs.name
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionGuid: storageTableDataContributorRoleId
+    roleDescription: 'The Functions host writes its diagnostic events to tables of AzureWebJobsStorage.'
   }
 }
 
@@ -340,12 +354,11 @@ module batchReaderOnDataStorage 'modules/storage-role-assignment.bicep' = if (!e
 
 // --- Private networking (networkIsolation) --------------------------------------------------
 
-// Every sub-resource the host uses: blob (keys, locks and the Flex deployment package), queue
-// and table (AzureWebJobsStorage__queueServiceUri/tableServiceUri); the data account serves blob,
-// and dfs when the hierarchical namespace is on.
+// Every sub-resource the host uses, the same as its role assignments above: blob (keys, locks,
+// the Flex deployment package) and table (diagnostic events); the data account serves blob, and
+// dfs when the hierarchical namespace is on.
 var hostEndpointGroups = [
   'blob'
-  'queue'
   'table'
 ]
 var blobEndpointGroups = [
@@ -440,6 +453,7 @@ module functionApp 'modules/function-app.bicep' = {
   // With networkIsolation the host reaches its storage only through the private endpoints.
   dependsOn: [
     appOnHostStorage
+    appOnHostTables
     hostEndpoints
   ]
   params: {

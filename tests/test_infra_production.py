@@ -43,9 +43,9 @@ def test_network_isolation_opens_and_closes_what_it_should(template: bicep.Templ
         ),
         pytest.param(
             MAIN,
-            "  'queue'\n  'table'\n]",
-            "  'queue'\n]",
-            "hostEndpoints serves ['blob', 'queue'], expected ['blob', 'queue', 'table']",
+            "  'blob'\n  'table'\n]",
+            "  'blob'\n]",
+            "hostEndpoints serves ['blob'], expected ['blob', 'table']",
             id="no-table-endpoint",
         ),
         pytest.param(
@@ -85,6 +85,49 @@ def test_network_isolation_check_catches_broken_templates(
     infra = copy_infra(tmp_path)
     edit(infra / file, old, new)
     problems = networking.check_network_isolation(bicep.Template.load(infra))
+    assert any(problem in p for p in problems), problems
+
+
+def test_host_storage_settings_roles_and_endpoints_name_the_same_services(
+    template: bicep.Template,
+) -> None:
+    assert networking.check_host_storage_services(template) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "problem"),
+    [
+        pytest.param(
+            "modules/function-app.bicep",
+            "  AzureWebJobsStorage__tableServiceUri:",
+            "  AzureWebJobsStorage__queueServiceUri: "
+            "hostStorage.properties.primaryEndpoints.queue\n"
+            "  AzureWebJobsStorage__tableServiceUri:",
+            "AzureWebJobsStorage__<service>ServiceUri settings name ['blob', 'queue', 'table']",
+            id="queue-setting-without-role",
+        ),
+        pytest.param(
+            MAIN,
+            "    roleDefinitionGuid: storageTableDataContributorRoleId\n",
+            "    roleDefinitionGuid: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'\n",
+            "role assignments on hostStorage name ['blob', 'queue'], expected ['blob', 'table']",
+            id="queue-role-instead-of-table",
+        ),
+        pytest.param(
+            MAIN,
+            "  'blob'\n  'table'\n]",
+            "  'blob'\n  'queue'\n  'table'\n]",
+            "hostEndpoints (networkIsolation) name ['blob', 'queue', 'table']",
+            id="endpoint-without-role",
+        ),
+    ],
+)
+def test_host_storage_check_catches_disagreeing_templates(
+    tmp_path: Path, file: str, old: str, new: str, problem: str
+) -> None:
+    infra = copy_infra(tmp_path)
+    edit(infra / file, old, new)
+    problems = networking.check_host_storage_services(bicep.Template.load(infra))
     assert any(problem in p for p in problems), problems
 
 
@@ -135,6 +178,34 @@ def test_alert_check_catches_broken_templates(
     assert any(problem in p for p in problems), problems
 
 
+def test_alert_windows_are_never_shorter_than_the_evaluation_frequency(
+    template: bicep.Template,
+) -> None:
+    assert alerts.allowed(template, "alertEvaluationFrequency")[-1] == "PT1H"
+    assert "PT5M" in alerts.allowed(template, "alertWindowSize")  # so PT1H/PT5M is a pair
+    assert alerts.check_windows(template) == []
+
+
+def test_alert_window_check_catches_a_window_taken_as_given(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    edit(infra / ALERTS, "      windowSize: ruleWindowSize\n", "      windowSize: windowSize\n")
+    problems = alerts.check_windows(bicep.Template.load(infra))
+    assert any(
+        "alertEvaluationFrequency=PT1H, alertWindowSize=PT5M:" in p
+        and "is ('PT1H', 'PT5M'), expected ('PT1H', 'PT1H')" in p
+        for p in problems
+    ), problems
+
+
+def test_batch_job_alert_traces_are_not_sampled() -> None:
+    """The batch-jobs-failed rule counts trace rows; adaptive sampling would drop some."""
+    host = json.loads((bicep.REPO / "host.json").read_text(encoding="utf-8"))
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    assert "Trace" in sampling["excludedTypes"].split(";")
+    # The function-failures rule counts requests, so those stay unsampled too.
+    assert "Request" in sampling["excludedTypes"].split(";")
+
+
 # The tracker's log line (the batch-job tracking issue): status in lower case.
 TRACKER_LINE = "track_batch_jobs blob={blob} job={job} outcome=job-{status}"
 
@@ -172,6 +243,7 @@ def test_batch_job_alert_check_catches_a_query_in_the_wrong_case(tmp_path: Path)
 
 def test_postdeploy_hooks_pass_every_azd_placeholder() -> None:
     assert deployment.placeholders() == {
+        "environmentName": "AZURE_ENV_NAME",
         "networkIsolation": "NETWORK_ISOLATION",
         "alertEmail": "ALERT_EMAIL",
     }
@@ -189,6 +261,26 @@ def test_hook_check_catches_a_placeholder_the_hooks_do_not_pass(tmp_path: Path) 
         "hooks/postdeploy.sh: does not read ALERT_WINDOW for alertWindowSize",
         "hooks/postdeploy.ps1: does not pass --parameters alertWindowSize=",
         "hooks/postdeploy.ps1: does not read ALERT_WINDOW for alertWindowSize",
+    ]
+
+
+def test_readme_az_commands_pass_every_azd_placeholder() -> None:
+    readme = (bicep.REPO / "README.md").read_text(encoding="utf-8")
+    assert len(deployment.cli_deployments(readme)) == 2  # both phases
+    assert deployment.check_readme_cli_passes_placeholders(readme) == []
+
+
+def test_readme_az_check_catches_a_command_that_relies_on_the_parameters_file() -> None:
+    readme = (bicep.REPO / "README.md").read_text(encoding="utf-8")
+    first = deployment.cli_deployments(readme)[0]
+    assert "-p networkIsolation=" in first
+    broken = readme.replace("-p networkIsolation=", "-p network_isolation=", 1)
+    assert deployment.check_readme_cli_passes_placeholders(broken) == [
+        "README az command 1: does not pass -p networkIsolation="
+    ]
+    no_commands = readme.replace("az deployment group create", "az deployment group what-if")
+    assert deployment.check_readme_cli_passes_placeholders(no_commands) == [
+        "README's Azure CLI section has no az deployment group create command"
     ]
 
 

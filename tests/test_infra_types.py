@@ -85,6 +85,7 @@ def test_templates_match_azure_types(types: Types, mode: str) -> None:
 
 # --- Each kind of mistake, in a broken copy --------------------------------------------------
 
+MAIN = "main.bicep"
 STORAGE = "modules/storage-account.bicep"
 EVENT_GRID = "modules/event-grid.bicep"
 ROLE = "modules/storage-role-assignment.bicep"
@@ -206,6 +207,60 @@ def test_type_check_catches_broken_templates(
     edit(infra / file, old, new)
     problems = run(types, infra).problems
     assert any(problem in p for p in problems), sorted(problems)
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "problem", "public_too"),
+    [
+        # Bicep checks a resource whatever its `if`, so the public walk sees these two as well.
+        pytest.param(
+            "modules/network.bicep",
+            "privateEndpointNetworkPolicies: 'Disabled'",
+            "privateEndpointNetworkPolicies: 'Off'",
+            "main.bicep:network>modules/network.bicep:network "
+            "(Microsoft.Network/virtualNetworks@2025-09-01) "
+            "properties.subnets[1].properties.privateEndpointNetworkPolicies: 'Off' is not one of",
+            True,
+            id="enum-in-the-network",
+        ),
+        pytest.param(
+            "modules/storage-private-endpoint.bicep",
+            "          privateLinkServiceId: account.id\n",
+            "          privateLinkServiceID: account.id\n",
+            "properties.privateLinkServiceConnections[0].properties.privateLinkServiceID: "
+            "no such property in PrivateLinkServiceConnectionProperties "
+            "(did you mean 'privateLinkServiceId'?)",
+            True,
+            id="property-of-a-private-endpoint",
+        ),
+        # The endpoint loops run over their sub-resources only when isolated: public, they are
+        # empty and the misspelled sub-resource is never passed.
+        pytest.param(
+            MAIN,
+            "  'blob'\n  'table'\n]",
+            "  'blob'\n  'tables'\n]",
+            "main.bicep:hostEndpoints params.groupId: 'tables' is not one of "
+            "['blob', 'table', 'dfs'] (@allowed in modules/storage-private-endpoint.bicep)",
+            False,
+            id="sub-resource-outside-allowed",
+        ),
+    ],
+)
+def test_type_check_catches_broken_isolated_mode_resources(
+    types: Types,
+    tmp_path: Path,
+    file: str,
+    old: str,
+    new: str,
+    problem: str,
+    public_too: bool,
+) -> None:
+    infra = copy_infra(tmp_path)
+    edit(infra / file, old, new)
+    isolated = run(types, infra, mode="isolated").problems
+    assert any(problem in p for p in isolated), sorted(isolated)
+    public = run(types, infra, mode="public").problems
+    assert any(problem in p for p in public) == public_too, sorted(public)
 
 
 @pytest.mark.parametrize(

@@ -9,17 +9,20 @@ Set-StrictMode -Version Latest
 if (-not $env:AZURE_RESOURCE_GROUP) {
     throw 'AZURE_RESOURCE_GROUP is not set (run this from azd, or set it)'
 }
+if (-not $env:AZURE_ENV_NAME) {
+    throw 'AZURE_ENV_NAME is not set (run this from azd, or set it)'
+}
 $infra = Split-Path -Parent $PSScriptRoot
-$name = if ($env:AZURE_ENV_NAME) { $env:AZURE_ENV_NAME } else { 'blob-events' }
 $networkIsolation = if ($env:NETWORK_ISOLATION) { $env:NETWORK_ISOLATION } else { 'false' }
 $alertEmail = if ($env:ALERT_EMAIL) { $env:ALERT_EMAIL } else { '' }
 
 Write-Host "Creating the Event Grid subscriptions in resource group $env:AZURE_RESOURCE_GROUP"
 az deployment group create `
     --resource-group $env:AZURE_RESOURCE_GROUP `
-    --name "$name-event-subscriptions" `
+    --name "$($env:AZURE_ENV_NAME)-event-subscriptions" `
     --template-file (Join-Path $infra 'main.bicep') `
     --parameters (Join-Path $infra 'main.parameters.json') `
+    --parameters "environmentName=$($env:AZURE_ENV_NAME)" `
     --parameters "networkIsolation=$networkIsolation" `
     --parameters "alertEmail=$alertEmail" `
     --parameters deployEventSubscriptions=true `

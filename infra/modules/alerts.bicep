@@ -41,7 +41,7 @@ param failureSeverity int = 2
 ])
 param evaluationFrequency string = 'PT5M'
 
-@description('Optional. The period each evaluation looks back over; not shorter than evaluationFrequency.')
+@description('Optional. The period each evaluation looks back over; one shorter than evaluationFrequency is raised to it.')
 @allowed([
   'PT5M'
   'PT15M'
@@ -58,6 +58,18 @@ param deliveryFailureThreshold int = 10
 @description('Optional. Failed executions of one function in a window that fire the alert (each is retried by Event Grid).')
 @minValue(1)
 param functionFailureThreshold int = 5
+
+// Azure Monitor refuses a window shorter than the evaluation frequency, and the two parameters
+// are chosen independently, so the rules use the longer of the two.
+var durationMinutes = {
+  PT1M: 1
+  PT5M: 5
+  PT15M: 15
+  PT30M: 30
+  PT1H: 60
+  PT6H: 360
+}
+var ruleWindowSize = (durationMinutes[windowSize] < durationMinutes[evaluationFrequency]) ? evaluationFrequency : windowSize
 
 var topicNamespace = 'Microsoft.EventGrid/systemTopics'
 var perSubscription = [
@@ -130,7 +142,7 @@ resource topicAlerts 'Microsoft.Insights/metricAlerts@2026-01-01' = [
         systemTopicId
       ]
       evaluationFrequency: evaluationFrequency
-      windowSize: windowSize
+      windowSize: ruleWindowSize
       autoMitigate: true
       criteria: {
         'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
@@ -189,7 +201,7 @@ resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = [
         applicationInsightsId
       ]
       evaluationFrequency: evaluationFrequency
-      windowSize: windowSize
+      windowSize: ruleWindowSize
       autoMitigate: true
       criteria: {
         allOf: [

@@ -85,11 +85,12 @@ resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
 
 // Flex Consumption takes the runtime and scale from functionAppConfig and refuses the
 // FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION and WEBSITE_* settings.
+// AzureWebJobsStorage names the two services the host uses and main.bicep grants: blob and
+// table (no queue service: no blob trigger, no Durable Functions).
 var hostSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   AzureWebJobsStorage__blobServiceUri: hostStorage.properties.primaryEndpoints.blob
-  AzureWebJobsStorage__queueServiceUri: hostStorage.properties.primaryEndpoints.queue
   AzureWebJobsStorage__tableServiceUri: hostStorage.properties.primaryEndpoints.table
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'

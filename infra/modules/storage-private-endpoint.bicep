@@ -1,4 +1,4 @@
-// One private endpoint for one sub-resource (blob, queue, table, dfs) of a storage account, with
+// One private endpoint for one sub-resource (blob, table, dfs) of a storage account, with
 // the DNS zone group that registers its address in the matching privatelink zone.
 
 @description('Required. Name of the storage account, in this resource group.')
@@ -7,7 +7,6 @@ param storageAccountName string
 @description('Required. The storage sub-resource the endpoint serves.')
 @allowed([
   'blob'
-  'queue'
   'table'
   'dfs'
 ])

@@ -49,6 +49,50 @@ def check_alerts(template: Template) -> list[str]:
     return problems
 
 
+# ISO 8601 durations the alert parameters allow, in minutes.
+_MINUTES = re.compile(r"^PT(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?$")
+
+
+def minutes(duration: str) -> int:
+    match = _MINUTES.match(duration)
+    if not match or not (match["hours"] or match["minutes"]):
+        raise ValueError(f"not a duration of hours and minutes: {duration!r}")
+    return int(match["hours"] or 0) * 60 + int(match["minutes"] or 0)
+
+
+def allowed(template: Template, parameter: str) -> list[Any]:
+    """The @allowed values of a parameter of main.bicep."""
+    declared = template.trees[(template.root / "main.bicep").resolve()]["parameters"][parameter]
+    for decorator in declared.get("decorators") or []:
+        if decorator.get("type") == "allowed":
+            return list(decorator["argument"])
+    raise AssertionError(f"main.bicep parameter {parameter} has no @allowed list")
+
+
+def check_windows(template: Template) -> list[str]:
+    """Azure Monitor refuses a rule whose window is shorter than its evaluation frequency; every
+    pair the two parameters allow must give rules with the longer of the two as window."""
+    problems = []
+    for frequency in allowed(template, "alertEvaluationFrequency"):
+        for window in allowed(template, "alertWindowSize"):
+            parameters = {"alertEvaluationFrequency": frequency, "alertWindowSize": window}
+            env = module_env(template, parameters, "alerts")
+            expected = max(frequency, window, key=minutes)
+            for symbol in ("topicAlerts", "logAlerts"):
+                for rule in evaluated_resources(env, symbol):
+                    found = (
+                        dig(rule, "properties", "evaluationFrequency"),
+                        dig(rule, "properties", "windowSize"),
+                    )
+                    if found != (frequency, expected):
+                        problems.append(
+                            f"alertEvaluationFrequency={frequency}, alertWindowSize={window}: "
+                            f"{rule.get('name')} (evaluationFrequency, windowSize) is {found}, "
+                            f"expected {(frequency, expected)}"
+                        )
+    return problems
+
+
 def kql_matches(query: str, line: str) -> dict[str, str] | None:
     """Whether a ``traces`` row with message ``line`` passes this query's filters, and the
     columns its ``parse`` extracts. Understands the operators the batch-job query uses:

@@ -9,8 +9,9 @@ it to expand loops over known arrays and to read values that come from JSON file
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from operator import ge, gt, le, lt
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,23 @@ def _operator_value(name: str, operands: Mapping[str, Any], env: Env, depth: int
         return left and right
     if name == "or" and isinstance(left, bool) and isinstance(right, bool):
         return left or right
+    if name in _COMPARISONS and _comparable(left, right):
+        return _COMPARISONS[name](left, right)
     return UNKNOWN
+
+
+# Bicep compares two ints or two strings; anything else is left unknown.
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "less_than": lt,
+    "less_than_or_equals": le,
+    "greater_than": gt,
+    "greater_than_or_equals": ge,
+}
+
+
+def _comparable(left: Any, right: Any) -> bool:
+    both_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (left, right))
+    return both_int or (isinstance(left, str) and isinstance(right, str))
 
 
 def _access(name: str, operands: Mapping[str, Any], env: Env, depth: int) -> Any:

@@ -178,9 +178,26 @@ def _module_env(
     for name, declaration in declared.items():
         if name in passed:
             params[name] = Expr(passed[name], env)
+            problem = _not_allowed(declaration, params[name])
+            if problem:
+                report.problems.add(f"{where} params.{name}: {problem} (@allowed in {module})")
         elif declaration.get("default") is not None:
             params[name] = Expr(declaration["default"], Env(env.template, target))
         else:
             report.problems.add(f"{where} params.{name}: required parameter of {module} not set")
             params[name] = Value(UNKNOWN)
     return Env(env.template, target, params)
+
+
+def _not_allowed(declaration: Mapping[str, Any], argument: Term) -> str | None:
+    """Bicep refuses a known argument outside the parameter's @allowed list (a value that
+    depends on the loop item, such as a private endpoint's sub-resource, included)."""
+    for decorator in declaration.get("decorators") or []:
+        if decorator.get("type") != "allowed":
+            continue
+        value = evaluate(argument)
+        choices = decorator.get("argument")
+        if value is UNKNOWN or not isinstance(choices, list) or value in choices:
+            return None
+        return f"{value!r} is not one of {choices}"
+    return None
