@@ -35,6 +35,10 @@ from handlers.settings import BatchSettings
 logger = logging.getLogger(__name__)
 
 _MAX_BODY_LOGGED = 2000
+# A status request is small; the tracker's run checks its time budget only between jobs, so
+# each request stays short: 3 attempts of 20 s plus the backoff end well inside the 5-minute
+# function timeout even when BATCH_TIMEOUT_SECONDS allows a long POST.
+STATUS_TIMEOUT_SECONDS = 20.0
 # Answers a later attempt can change: timeouts, throttling, server errors.
 RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
 # One per invocation the host may run at once, so that none waits for a connection.
@@ -227,7 +231,7 @@ class BatchJobClient:
             raise DispatchRejectedError(f"{job_name!r} is not a job name", 0, "")
         url = f"{self.endpoint_uri.rstrip('/')}/{quote(job_name, safe='')}"
         headers = {"Authorization": f"Bearer {self.token()}"}
-        timeout = self.settings.timeout_seconds
+        timeout = min(self.settings.timeout_seconds, STATUS_TIMEOUT_SECONDS)
         try:
             response = self.session.get(url, headers=headers, timeout=(min(10.0, timeout), timeout))
         except requests.RequestException as exc:

@@ -23,7 +23,7 @@ import base64
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from azure.core import MatchConditions
@@ -92,7 +92,9 @@ def note(container: ContainerClient, job: OpenJob, job_name: str, status: str | 
                 metadata, etag=job.etag, match_condition=MatchConditions.IfNotModified
             )
     except (ResourceModifiedError, ResourceNotFoundError, StorageUnavailableError):
-        return job  # changed or gone meanwhile; the next run reads the record again
+        # Changed or gone meanwhile: the next run reads the record again; this run still
+        # asks about the job it just read.
+        return replace(job, job_name=job_name, status=metadata.get(_STATUS))
     return OpenJob(job.marker, str(result["etag"]), job.record, job_name, metadata.get(_STATUS))
 
 

@@ -178,10 +178,19 @@ def _resubmit(ctx: AppContext, rows: list[Row], dry_run: bool, out: TextIO) -> i
             if key in row.content
         }
         try:
+            # The marker first: if this process dies after taking the record back, the
+            # tracker still finds the version, and records it as unknown once the claim is
+            # stale, instead of it staying "dispatching" where nothing looks.
+            batch_index.mark_open(container, row.record)
             held = reclaim(container, row.record, row.content, row.etag, entry)
         except ResourceModifiedError:
             out.write(f"skipped {row.blob}: changed meanwhile (resubmitted by someone else?)\n")
             tally["skipped"] += 1
+            continue
+        except TransientError as exc:
+            out.write(f"retry {row.blob}: {exc} (the record is as it was; run again)\n")
+            tally["retry"] += 1
+            code = EXIT_TRANSIENT
             continue
         try:
             outcome = post_claimed(held, _client(ctx), url, time.sleep)
