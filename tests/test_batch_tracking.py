@@ -29,7 +29,7 @@ from tests.support.faults import batch_environment
 from tests.support.host import invoke_timer, timer_payload
 from tests.support.polling import poll
 from tools import azurite, seed
-from tools.counting_proxy import CountingProxy, counting_proxy
+from tools.counting_proxy import CountingProxy, Seen, counting_proxy
 from tools.standins import JobsEndpoint, ManagedIdentityEndpoint, Scripted
 
 pytestmark = [pytest.mark.azurite, pytest.mark.http]
@@ -262,6 +262,41 @@ def test_an_unreadable_record_is_skipped_with_one_error_and_never_rewritten(
     assert ledger.get_blob_client(broken).download_blob().readall() == b"{not json"
     assert len(batch.markers()) == 2  # its marker stays until it is fixed
     assert batch.record_of("incoming/fine.csv")["jobStatus"] == "Queued"
+
+
+def test_a_record_changed_between_read_and_write_is_read_again_not_overwritten(
+    batch_env: dict[str, str], through_proxy: CountingProxy, batch: Batch
+) -> None:
+    """Another writer changes the record after the tracker read it and before its write
+    arrives: the write (with the eTag it read) is refused, and the tracker reads the record
+    again and applies its status over the other writer's change instead of losing it."""
+    use_storage(batch_env["DATA_STORAGE"])
+    job = batch.dispatch_job("incoming/raced.csv")
+    record_name = batch.record_name("incoming/raced.csv")
+    batch.jobs.set_status(job, "Running")
+    use_storage(through_proxy.connection_string)
+    record = batch.ledger_client().get_blob_client(record_name)
+    meanwhile: list[str] = []
+
+    def other_writer(seen: Seen) -> None:
+        if seen.method == "PUT" and seen.blob(batch.ledger) == record_name and not meanwhile:
+            meanwhile.append(seen.path)
+            changed = json.loads(record.download_blob().readall()) | {"note": "meanwhile"}
+            record.upload_blob(json.dumps(changed), overwrite=True)
+
+    through_proxy.before_forward = other_writer
+    invoke_timer("track_batch_jobs")
+    through_proxy.before_forward = None
+    assert meanwhile, "the tracker never wrote the record"
+    now = batch.record_of("incoming/raced.csv")
+    assert now["jobStatus"] == "Running"
+    assert now["note"] == "meanwhile"  # the other writer's change survived
+    record_writes = [
+        r
+        for r in through_proxy.requests()
+        if r.method == "PUT" and r.blob(batch.ledger) == record_name
+    ]
+    assert len(record_writes) == 2  # refused once, then written over the fresh read
 
 
 def test_overlapping_runs_lose_no_update_and_log_each_change_once(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import http.client
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +40,9 @@ class CountingProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.seen: list[Seen] = []
+        # Called with each request before it is passed on: a test can act between what the
+        # code read and what it writes (e.g. a second writer changing a blob meanwhile).
+        self.before_forward: Callable[[Seen], None] | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -77,10 +80,11 @@ class CountingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 parts = urlsplit(self.path)
+                seen = Seen(self.command, unquote(parts.path), parse_qs(parts.query))
                 with proxy._lock:
-                    proxy.seen.append(
-                        Seen(self.command, unquote(parts.path), parse_qs(parts.query))
-                    )
+                    proxy.seen.append(seen)
+                if proxy.before_forward is not None:
+                    proxy.before_forward(seen)
                 if self.upstream is None:
                     self.upstream = http.client.HTTPConnection(
                         "127.0.0.1", proxy.upstream_port, timeout=60
