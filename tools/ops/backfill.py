@@ -23,7 +23,7 @@ from azure.storage.blob import BlobProperties
 
 from handlers.context import AppContext
 from handlers.errors import ConfigurationError
-from tools.ops import state
+from tools.ops import interrupts, state
 from tools.ops.blobs import is_directory, listing_prefix, synthesize
 from tools.ops.dry_run import Plan, verdict
 from tools.ops.progress import (
@@ -241,6 +241,7 @@ class _Backfill:
         try:
             try:
                 for item in self.items(run):
+                    interrupts.check()
                     while len(in_flight) >= 2 * concurrency:
                         in_flight = _collect(in_flight, run)
                     if run.stop.is_set():
@@ -313,6 +314,7 @@ class _Backfill:
 
 def _collect(in_flight: set[Future[None]], run: _Run) -> set[Future[None]]:
     """Wait a little for running work; re-raise what escaped it (Ctrl-C)."""
+    interrupts.check()
     finished, remaining = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
     for future in finished:
         future.result()

@@ -21,6 +21,7 @@ from azure.storage.blob import BlobPrefix, ContainerClient, ContentSettings
 
 from handlers.errors import ConfigurationError
 from tools.deadletter_format import MalformedError, parse_blob, parse_name
+from tools.ops import interrupts
 from tools.ops.progress import (
     EXIT_INTERRUPTED,
     EXIT_MALFORMED,
@@ -113,6 +114,7 @@ class _Replay:
         interrupted = False
         try:
             for name, size in _dead_letters(self.container, selected):
+                interrupts.check()
                 self.progress.update(f"{self.blobs.total()} blobs, {self.tally.brief()}")
                 where = f"{self.container.container_name}/{name}"
                 try:
