@@ -3,7 +3,7 @@
 The tracker lists these markers instead of the ledger, so what a run costs grows with the
 jobs still open, not with every record ever written. Blob index tags would be the obvious
 index, but accounts with a hierarchical namespace do not support them and Find Blobs by Tags
-sees a tag only once the index has caught up (README, "Following jobs to the end").
+sees a tag only once the index has caught up (docs/batch-jobs.md, "Following jobs to the end").
 
 Markers live in the ledger container under ``_open-jobs/``. A ledger record's name starts
 with a container name, which never contains ``_``, so no record can ever fall under that

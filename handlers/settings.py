@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from handlers.errors import ConfigurationError
 
-# Every setting the code reads, with what it is for. README, local.settings.json.sample and
-# the Bicep app settings are checked against this table by the tests.
+# Every setting the code reads, with what it is for. docs/settings.md, local.settings.json.sample
+# and the Bicep app settings are checked against this table by the tests.
 SETTINGS: dict[str, str] = {
     "DATA_STORAGE": "Connection string of the storage account that holds the blobs (local runs).",
     "DATA_STORAGE__blobServiceUri": "Identity-based alternative: the account's blob endpoint.",

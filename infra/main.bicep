@@ -6,7 +6,7 @@
 // deployEventSubscriptions=true (azd's postdeploy hook does the last step).
 //
 // networkIsolation=true adds a virtual network, private endpoints for both storage accounts and
-// closes them to public networks, except the trusted-service path Event Grid needs (README,
+// closes them to public networks, except the trusted-service path Event Grid needs (docs/networking.md,
 // "Private networking").
 targetScope = 'resourceGroup'
 
@@ -133,7 +133,7 @@ param logAnalyticsName string = ''
 @description('Optional. Name of the Event Grid system topic. Default: generated.')
 param systemTopicName string = ''
 
-@description('Optional. Private networking: VNet integration for the app, private endpoints for both storage accounts, public access closed except for Event Grid (see README).')
+@description('Optional. Private networking: VNet integration for the app, private endpoints for both storage accounts, public access closed except for Event Grid (see docs/networking.md).')
 param networkIsolation bool = false
 
 @description('Optional. Address space of the virtual network (networkIsolation only).')
@@ -250,7 +250,7 @@ module dataStorage 'modules/storage-account.bicep' = {
     skuName: dataStorageSku
     isHnsEnabled: dataStorageHierarchicalNamespace
     // Stays Enabled behind Deny when isolated: Event Grid dead-letters through the public
-    // endpoint as a trusted service (README, "Private networking").
+    // endpoint as a trusted service (docs/networking.md).
     publicNetworkAccess: 'Enabled'
     networkDefaultAction: networkIsolation ? 'Deny' : 'Allow'
     containerNames: [
@@ -302,7 +302,7 @@ module appOnDataStorage 'modules/storage-role-assignment.bicep' = {
   }
 }
 
-// What the host does with AzureWebJobsStorage (README, "Role assignments"): blobs for keys,
+// What the host does with AzureWebJobsStorage (docs/deploy.md, "Role assignments"): blobs for keys,
 // locks (the timer trigger's singleton lock and schedule monitor included) and the code package
 // (Storage Blob Data Owner), and tables for its diagnostic events (Storage Table Data
 // Contributor). No queue role: only blob triggers and Durable Functions use the host's queues,

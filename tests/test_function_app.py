@@ -154,7 +154,7 @@ def test_each_invocation_logs_one_outcome_line_in_the_documented_format(
     upload_event: Callable[..., dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The one place the log line's format is pinned (README: `<function> event=<id>
+    """The one place the log line's format is pinned (docs/architecture.md: `<function> event=<id>
     blob=<container>/<name> outcome=<status> <detail>`); the other suites read the returned
     Outcome. The trigger itself logs the same line as the handle() the tests call."""
     caplog.set_level(logging.INFO, logger="handlers.pipeline")

@@ -1,9 +1,9 @@
 """Offline checks of infra/: every Bicep file parses, checkov finds nothing and really scans
 everything, and the templates agree with the code and with event-subscriptions.json.
 
-Neither the Bicep CLI nor Azure is reachable here; README's "What was verified, and what was
-not" says what that leaves unverified. Each cross-check is also fed a broken copy to show it
-catches what it claims to.
+Neither the Bicep CLI nor Azure is reachable here; docs/verification.md ("What was verified,
+and what was not") says what that leaves unverified. Each cross-check is also fed a broken
+copy to show it catches what it claims to.
 """
 
 from __future__ import annotations

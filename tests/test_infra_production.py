@@ -264,29 +264,29 @@ def test_hook_check_catches_a_placeholder_the_hooks_do_not_pass(tmp_path: Path) 
     ]
 
 
-def test_readme_az_commands_pass_every_azd_placeholder() -> None:
-    readme = (bicep.REPO / "README.md").read_text(encoding="utf-8")
+def test_deploy_docs_az_commands_pass_every_azd_placeholder() -> None:
+    readme = (bicep.REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert len(deployment.cli_deployments(readme)) == 2  # both phases
     assert deployment.check_readme_cli_passes_placeholders(readme) == []
 
 
-def test_readme_az_check_catches_a_command_that_relies_on_the_parameters_file() -> None:
-    readme = (bicep.REPO / "README.md").read_text(encoding="utf-8")
+def test_deploy_docs_az_check_catches_a_command_that_relies_on_the_parameters_file() -> None:
+    readme = (bicep.REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     first = deployment.cli_deployments(readme)[0]
     assert "-p networkIsolation=" in first
     broken = readme.replace("-p networkIsolation=", "-p network_isolation=", 1)
     assert deployment.check_readme_cli_passes_placeholders(broken) == [
-        "README az command 1: does not pass -p networkIsolation="
+        "docs/deploy.md az command 1: does not pass -p networkIsolation="
     ]
     no_commands = readme.replace("az deployment group create", "az deployment group what-if")
     assert deployment.check_readme_cli_passes_placeholders(no_commands) == [
-        "README's Azure CLI section has no az deployment group create command"
+        "docs/deploy.md's Azure CLI section has no az deployment group create command"
     ]
 
 
-def test_readme_parameters_table_lists_every_parameter(template: bicep.Template) -> None:
+def test_deploy_docs_parameters_table_lists_every_parameter(template: bicep.Template) -> None:
     declared = set(template.trees[(bicep.INFRA / MAIN).resolve()]["parameters"])
-    readme = (bicep.REPO / "README.md").read_text(encoding="utf-8")
+    readme = (bicep.REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert deployment.documented_parameters(readme) == declared
     # A row removed is noticed.
     without = readme.replace("| `alertWindowSize` |", "| alertWindowSize |")

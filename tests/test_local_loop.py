@@ -299,8 +299,8 @@ def test_the_host_environment_follows_core_tools_rules() -> None:
 def test_batch_endpoint_local_shows_each_job_to_its_end(
     tmp_path: Path, loops: list[Loop], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's session: upload into batch-input/incoming/, the dispatch line, the job's
-    status lines, then ``python -m tools.ops jobs``."""
+    """The session of docs/local-loop.md: upload into batch-input/incoming/, the dispatch line,
+    the job's status lines, then ``python -m tools.ops jobs``."""
     loop = start_loop(
         tmp_path / "state",
         "--no-samples",

@@ -98,16 +98,28 @@ def test_loopback_http_is_allowed_for_stand_ins() -> None:
     assert Settings.from_env({**LOCAL, "BATCH_ENDPOINT_URI": https}).batch.endpoint_uri == https
 
 
-def test_sample_and_readme_document_every_setting() -> None:
+def _settings_table(page: str) -> set[str]:
+    """Names in the first column of the settings table of docs/settings.md."""
+    return {
+        line.split("|")[1].strip().strip("`")
+        for line in page.splitlines()
+        if line.startswith("| `")
+    }
+
+
+def test_sample_and_docs_document_every_setting() -> None:
     sample = json.loads((ROOT / "local.settings.json.sample").read_text())["Values"]
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert _settings_table(page) == set(SETTINGS), "docs/settings.md's table and SETTINGS differ"
     for name in SETTINGS:
         assert name in sample, f"{name} missing from local.settings.json.sample"
-        assert f"`{name}`" in readme, f"{name} missing from README's settings table"
     for name, default in DEFAULTS.items():
         assert sample[name] == default, f"sample value of {name} differs from the default"
     # The sample's values must be accepted as they are.
     Settings.from_env(sample)
+    # A row removed is noticed.
+    without = page.replace("| `THUMBNAIL_FORMAT` |", "| THUMBNAIL_FORMAT |")
+    assert set(SETTINGS) - _settings_table(without) == {"THUMBNAIL_FORMAT"}
 
 
 def test_pixel_limit_cannot_exceed_what_pillow_decodes() -> None:

@@ -1,7 +1,7 @@
 // What pages the on-call engineer: events Event Grid gave up on (dead-lettered or dropped),
 // deliveries failing, function executions failing, and batch jobs that ended Failed. Every rule
 // is created whether or not an address is given; the action group mails it when there is one.
-// README's "Alerts" table says what to do when each fires.
+// docs/alerts.md's table says what to do when each fires.
 
 @description('Required. Prefix of the rule and action group names.')
 param namePrefix string
@@ -94,21 +94,21 @@ var topicRules = [
     metricName: 'DeadLetteredCount'
     threshold: 0
     severity: lossSeverity
-    description: 'Event Grid dead-lettered events of a subscription. Replay them: python -m tools.ops replay-deadletters (README, Alerts).'
+    description: 'Event Grid dead-lettered events of a subscription. Replay them: python -m tools.ops replay-deadletters (docs/alerts.md).'
   }
   {
     key: 'dropped'
     metricName: 'DroppedEventCount'
     threshold: 0
     severity: lossSeverity
-    description: 'Event Grid dropped events of a subscription (neither delivered nor dead-lettered). Find the blobs and re-run them: python -m tools.ops backfill (README, Alerts).'
+    description: 'Event Grid dropped events of a subscription (neither delivered nor dead-lettered). Find the blobs and re-run them: python -m tools.ops backfill (docs/alerts.md).'
   }
   {
     key: 'delivery-failures'
     metricName: 'DeliveryAttemptFailCount'
     threshold: deliveryFailureThreshold
     severity: failureSeverity
-    description: 'Deliveries to a function keep failing; Event Grid retries and dead-letters what runs out of attempts. Check the function app (README, Alerts).'
+    description: 'Deliveries to a function keep failing; Event Grid retries and dead-letters what runs out of attempts. Check the function app (docs/alerts.md).'
   }
 ]
 
@@ -169,7 +169,7 @@ var logRules = [
   {
     key: 'function-failures'
     severity: failureSeverity
-    description: 'A function fails executions; Event Grid retries each. Look at the exceptions of the named function (README, Alerts).'
+    description: 'A function fails executions; Event Grid retries each. Look at the exceptions of the named function (docs/alerts.md).'
     query: 'requests | where success == false | summarize failures = count() by functionName = name'
     measure: 'failures'
     threshold: functionFailureThreshold - 1
@@ -179,7 +179,7 @@ var logRules = [
     // The job tracker logs `track_batch_jobs blob=<container>/<name> job=<name> outcome=job-<status>`.
     key: 'batch-jobs-failed'
     severity: lossSeverity
-    description: 'Azure ML batch jobs ended Failed. Resubmit them: python -m tools.ops jobs --resubmit-failed (README, Alerts).'
+    description: 'Azure ML batch jobs ended Failed. Resubmit them: python -m tools.ops jobs --resubmit-failed (docs/alerts.md).'
     query: 'traces | where message startswith "track_batch_jobs " and message has "outcome=job-failed" | parse message with * " job=" job " outcome=" outcome | where outcome == "job-failed" | summarize failed = count() by job'
     measure: 'failed'
     threshold: 0

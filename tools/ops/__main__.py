@@ -1,4 +1,4 @@
-"""``python -m tools.ops``: see README, "Operate"."""
+"""``python -m tools.ops``: see docs/operations.md."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="python -m tools.ops",
-        description="Operators' commands for the blob event functions (README, Operate). "
+        description="Operators' commands for the blob event functions (docs/operations.md). "
         "Storage and batch settings come from the same environment variables as the app.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

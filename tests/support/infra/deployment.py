@@ -38,9 +38,9 @@ def check_hooks_pass_placeholders(infra: Path = INFRA) -> list[str]:
 
 
 def cli_deployments(readme: str) -> list[str]:
-    """The ``az deployment group create`` commands of README's "Deploy with the Azure CLI"
-    section, each joined across its backslash-continued lines."""
-    section = readme.split("### Deploy with the Azure CLI", 1)[1].split("\n### ", 1)[0]
+    """The ``az deployment group create`` commands of docs/deploy.md's "Deploy with the Azure
+    CLI" section, each joined across its backslash-continued lines."""
+    section = readme.split("## Deploy with the Azure CLI", 1)[1].split("\n## ", 1)[0]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
         for command in block.replace("\\\n", " ").splitlines():
@@ -50,22 +50,24 @@ def cli_deployments(readme: str) -> list[str]:
 
 
 def check_readme_cli_passes_placeholders(readme: str, infra: Path = INFRA) -> list[str]:
-    """Like the hooks, every README az command must override each azd placeholder, or az sends
-    the placeholder text itself to ARM."""
+    """Like the hooks, every docs/deploy.md az command must override each azd placeholder, or az
+    sends the placeholder text itself to ARM."""
     commands = cli_deployments(readme)
     if not commands:
-        return ["README's Azure CLI section has no az deployment group create command"]
+        return ["docs/deploy.md's Azure CLI section has no az deployment group create command"]
     problems = []
     for number, command in enumerate(commands, 1):
         for parameter in sorted(placeholders(infra)):
             if not re.search(rf"(?:-p|--parameters) \"?{parameter}=", command):
-                problems.append(f"README az command {number}: does not pass -p {parameter}=")
+                problems.append(
+                    f"docs/deploy.md az command {number}: does not pass -p {parameter}="
+                )
     return problems
 
 
 def documented_parameters(readme: str) -> set[str]:
-    """Parameter names in the first column of README's "### Parameters" table."""
-    section = readme.split("### Parameters\n", 1)[1].split("\n### ", 1)[0]
+    """Parameter names in the first column of docs/deploy.md's "## Parameters" table."""
+    section = readme.split("## Parameters\n", 1)[1].split("\n## ", 1)[0]
     names: set[str] = set()
     for line in section.splitlines():
         if line.startswith("| `"):

@@ -16,7 +16,7 @@ from tests.support.infra.typecheck import evaluated_resources, module_env, root_
 # code package) and table (diagnostic events); no queue without blob triggers or Durable
 # Functions. Its settings, role assignments and private endpoints must all name these.
 HOST_GROUPS = {"blob", "table"}
-# Built-in data roles (README, "Role assignments") and the storage service each opens.
+# Built-in data roles (docs/deploy.md, "Role assignments") and the storage service each opens.
 ROLE_SERVICES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "blob",  # Storage Blob Data Owner
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "blob",  # Storage Blob Data Contributor
