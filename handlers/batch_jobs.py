@@ -15,7 +15,14 @@ from collections.abc import Callable
 from azure.storage.blob import BlobServiceClient
 
 from handlers.batch_client import BatchJobClient, job_request
-from handlers.batch_ledger import Claim, ClaimWait, claim
+from handlers.batch_ledger import (
+    Claim,
+    ClaimWait,
+    claim,
+    ledger_name,
+    read_ledger,
+    recorded_outcome,
+)
 from handlers.errors import (
     ConfigurationError,
     DispatchRejectedError,
@@ -40,24 +47,38 @@ def dispatch_batch_job(
 ) -> Outcome:
     """Start exactly one job for the blob version ``event`` announces.
 
-    ``client`` None is dry-run: log the request that would be sent and record nothing.
+    ``client`` None is dry-run: a version the ledger settled is a duplicate as ever; any
+    other gets the request that would be sent, logged, and nothing recorded (not final).
     ``wait`` and ``sleep`` bound how long a duplicate waits for the claim's holder.
     """
     blob_url = service.get_blob_client(event.container, event.blob_name).url
     if client is None:
-        headers, body = job_request(settings.batch, blob_url)
-        headers["Authorization"] = f"Bearer <token for {settings.batch.token_scope}>"
-        return Outcome(
-            "dry-run",
-            f"BATCH_ENDPOINT_URI is not set; would POST <BATCH_ENDPOINT_URI> "
-            f"headers={json.dumps(headers)} body={json.dumps(body)}",
-        )
+        return settled(event, service, settings) or _dry_run(settings, blob_url)
     client.token()  # fails before anything is claimed, and keeps claim-to-post short
     ledger = service.get_container_client(settings.ledger_container)
     held = claim(ledger, event, blob_url, wait=wait or ClaimWait(), sleep=sleep)
     if isinstance(held, Outcome):
         return held
     return post_claimed(held, client, blob_url, sleep)
+
+
+def settled(event: BlobCreated, service: BlobServiceClient, settings: Settings) -> Outcome | None:
+    """What the ledger already settled for the event's version (``duplicate``), or None while
+    it is still to do. Reads only: without an endpoint, and for the ops commands' dry runs."""
+    ledger = service.get_blob_client(settings.ledger_container, ledger_name(event))
+    found = read_ledger(ledger)
+    return None if found is None else recorded_outcome(found[0], ledger.blob_name)
+
+
+def _dry_run(settings: Settings, blob_url: str) -> Outcome:
+    headers, body = job_request(settings.batch, blob_url)
+    headers["Authorization"] = f"Bearer <token for {settings.batch.token_scope}>"
+    return Outcome(
+        "dry-run",
+        f"BATCH_ENDPOINT_URI is not set; would POST <BATCH_ENDPOINT_URI> "
+        f"headers={json.dumps(headers)} body={json.dumps(body)}",
+        setting="BATCH_ENDPOINT_URI",
+    )
 
 
 def post_claimed(

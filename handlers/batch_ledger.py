@@ -99,6 +99,25 @@ def find_record(
     )
 
 
+def recorded_outcome(record: dict[str, Any], name: str) -> Outcome | None:
+    """The outcome of a delivery that finds ``record`` (ledger blob ``name``) for its version:
+    ``duplicate`` once the version is settled, None while it is still to do (no status yet,
+    or a claim in progress). The one rule for the handler and the ops commands' checks."""
+    status = record.get("status")
+    if not settles(status):
+        return None
+    if status == DISPATCHED:
+        return Outcome(
+            "duplicate", f"job {record.get('jobName')} was already started for this version"
+        )
+    return Outcome("duplicate", f"this version was already {status}: see ledger {name}")
+
+
+def settles(status: object) -> bool:
+    """Whether a record with ``status`` settles its version: no delivery posts it again."""
+    return status in (DISPATCHED, REJECTED, UNKNOWN)
+
+
 def read_ledger(ledger: BlobClient) -> tuple[dict[str, Any], str] | None:
     """The ledger record and its eTag, or None when there is none."""
     try:
@@ -228,15 +247,9 @@ def claim(
         if existing is None:
             continue  # released between our create and read: try again
         found, etag = existing
-        status = found.get("status")
-        if status == DISPATCHED:
-            return Outcome(
-                "duplicate", f"job {found.get('jobName')} was already started for this version"
-            )
-        if status in (REJECTED, UNKNOWN):
-            return Outcome(
-                "duplicate", f"this version was already {status}: see ledger {ledger.blob_name}"
-            )
+        done = recorded_outcome(found, ledger.blob_name)
+        if done is not None:
+            return done
         if expired(found, wait.stale_after):
             try:
                 reason = expire(ledger, found, etag)

@@ -3,7 +3,8 @@
 BlobEventError
 ├── PermanentError          retrying cannot help: log the reason, return normally
 │   ├── InvalidEventError   the event JSON is malformed or names a blob we must not touch
-│   ├── InvalidBlobError    the blob's name or bytes cannot be processed (not an image, ...)
+│   ├── InvalidBlobError    the blob's name or bytes cannot be processed (corrupt, ...)
+│   │   └── NotAnImageError the bytes are no image at all: create_thumbnail ignores it
 │   ├── SourceGoneError     the blob was deleted before we read it
 │   ├── DispatchRejectedError  the batch endpoint refused the job (4xx other than 408/429)
 │   └── OutcomeUnknownError    the endpoint may have started the job but never answered;
@@ -34,6 +35,11 @@ class InvalidEventError(PermanentError):
 
 class InvalidBlobError(PermanentError):
     """The blob's name or content cannot be processed."""
+
+
+class NotAnImageError(InvalidBlobError):
+    """The blob is not an image in any supported format (a text file, a PDF, ...), rather than
+    a broken one: not this app's to thumbnail, so it is ignored rather than failed."""
 
 
 class SourceGoneError(PermanentError):

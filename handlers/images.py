@@ -20,7 +20,7 @@ import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from handlers.colour import to_srgb
-from handlers.errors import InvalidBlobError
+from handlers.errors import InvalidBlobError, NotAnImageError
 from handlers.settings import THUMBNAIL_FORMATS
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ pillow_heif.register_heif_opener(thumbnails=True, depth_images=False, aux_images
 # both claim files branded "mif1", and only Pillow's AVIF plugin decodes AV1 (pillow-heif
 # hands a HEVC file over cleanly, the other way round it fails late).
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF")
+EMPTY = "the blob is empty (0 bytes)"
 JPEG_QUALITY = 85
 WEBP_QUALITY = 80  # libwebp's lossy scale: about what JPEG's 85 looks like, in fewer bytes
 # Where JPEG (which has no alpha) flattens transparent pixels.
@@ -111,7 +112,7 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int, output: str = "auto"
     if output not in THUMBNAIL_FORMATS:
         raise ValueError(f"output must be one of {THUMBNAIL_FORMATS}, not {output!r}")
     if not data:
-        raise InvalidBlobError("the blob is empty (0 bytes)")
+        raise InvalidBlobError(EMPTY)
     image = _open(data, max_pixels)
     with image:
         source_format = str(image.format)
@@ -159,7 +160,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             raise InvalidBlobError(
                 f"corrupt {claimed} image: its header cannot be read; starts with {data[:12]!r}"
             ) from None
-        raise InvalidBlobError(
+        raise NotAnImageError(
             f"not an image in a supported format ({', '.join(FORMATS)}); starts with {data[:12]!r}"
         ) from None
     except Image.DecompressionBombError as exc:

@@ -83,12 +83,14 @@ def handle(function_name: str, raw: object, ctx: AppContext | None = None) -> Ou
             where,
         )
         raise
+    # A refusal reads like a failure's line (reason=...), but at INFO: nothing went wrong.
     logger.info(
-        "%s event=%s blob=%s outcome=%s %s",
+        "%s event=%s blob=%s outcome=%s %s%s",
         function_name,
         event_id,
         where,
         outcome.status,
+        "reason=" if outcome.status == "ignored" else "",
         outcome.detail,
     )
     return outcome

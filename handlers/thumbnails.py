@@ -20,9 +20,14 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
-from handlers.errors import InvalidBlobError, SourceGoneError, StorageUnavailableError
+from handlers.errors import (
+    InvalidBlobError,
+    NotAnImageError,
+    SourceGoneError,
+    StorageUnavailableError,
+)
 from handlers.events import MAX_BLOB_NAME, BlobCreated
-from handlers.images import Thumbnail, make_thumbnail
+from handlers.images import EMPTY, Thumbnail, make_thumbnail
 from handlers.outcomes import Outcome
 from handlers.settings import Settings
 from handlers.storage import quoted_etag, storage_errors, with_container
@@ -59,8 +64,9 @@ def made_from(
     return existing.source_version if existing is not None else None
 
 
-def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: Settings) -> Outcome:
-    """Make and store the thumbnail for the blob version ``event`` announces."""
+def check_event(event: BlobCreated, settings: Settings) -> None:
+    """Raise InvalidBlobError for what the event alone shows cannot be thumbnailed (name too
+    long, too large, empty); the handler and the ops dry run ask this same question."""
     name = thumbnail_name(event.container, event.blob_name)
     if len(name) > MAX_BLOB_NAME:
         raise InvalidBlobError(
@@ -72,6 +78,14 @@ def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: S
             f"blob has {event.content_length} bytes, over THUMBNAIL_MAX_BYTES "
             f"({settings.thumbnail_max_bytes}); not downloaded"
         )
+    if event.content_length == 0:
+        raise InvalidBlobError(EMPTY)
+
+
+def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: Settings) -> Outcome:
+    """Make and store the thumbnail for the blob version ``event`` announces."""
+    check_event(event, settings)
+    name = thumbnail_name(event.container, event.blob_name)
     container = service.get_container_client(settings.thumbnail_container)
     target = container.get_blob_client(name)
     source = service.get_blob_client(event.container, event.blob_name)
@@ -87,12 +101,15 @@ def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: S
             data = _download(source, event, settings.thumbnail_max_bytes)
             if data is None:
                 return _superseded(event)
-            thumbnail = make_thumbnail(
-                data,
-                settings.thumbnail_size,
-                settings.thumbnail_max_pixels,
-                settings.thumbnail_format,
-            )
+            try:
+                thumbnail = make_thumbnail(
+                    data,
+                    settings.thumbnail_size,
+                    settings.thumbnail_max_pixels,
+                    settings.thumbnail_format,
+                )
+            except NotAnImageError as exc:
+                return Outcome("ignored", str(exc))
         elif not _is_current(source, event):
             return _superseded(event)
         metadata = {SOURCE_ETAG: event.version, SOURCE_URL: source.url}

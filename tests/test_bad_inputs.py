@@ -495,6 +495,14 @@ def test_bad_input_fails_once_clearly_and_writes_nothing(
         caplog.set_level(logging.INFO)
         # Returns (raising would make Event Grid retry), as a permanent failure.
         outcome = outcome_of(function, event)
+        if case.reason == NOT_AN_IMAGE:
+            # Not an image at all is no failure of the app (issue 16): one INFO line.
+            assert outcome.status == "ignored" and case.reason in outcome.detail, outcome
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert errors == [], [line[:300] for line in errors]
+            lines = [r.getMessage() for r in caplog.records if r.name == "handlers.pipeline"]
+            assert len(lines) == 1 and f"outcome=ignored reason={case.reason}" in lines[0]
+            continue
         assert outcome.status == "failed" and case.reason in outcome.detail, outcome
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1, [line[:300] for line in errors]

@@ -160,7 +160,8 @@ def test_each_invocation_logs_one_outcome_line_in_the_documented_format(
     caplog.set_level(logging.INFO, logger="handlers.pipeline")
     images = containers["images"]
     photo = upload_event(images, "day 1/photo.jpg", gen.encode(gen.halves((64, 48)), "JPEG"))
-    broken = upload_event(images, "broken.jpg", b"not an image")
+    broken = upload_event(images, "broken.jpg", b"\xff\xd8\xff\xe0 not an image")
+    notes = upload_event(images, "notes.txt", b"not an image", content_type="text/plain")
 
     def lines() -> list[tuple[int, str]]:
         found = [(r.levelno, r.getMessage()) for r in caplog.records]
@@ -172,8 +173,8 @@ def test_each_invocation_logs_one_outcome_line_in_the_documented_format(
     ) -> str:
         container, name = payload["subject"].split("/containers/", 1)[1].split("/blobs/", 1)
         where = f"{function} event={payload['id']} blob={container}/{name}"
-        if outcome.status == "failed":
-            return f"{where} outcome=failed reason={outcome.detail}"
+        if outcome.status in ("failed", "ignored"):
+            return f"{where} outcome={outcome.status} reason={outcome.detail}"
         return f"{where} outcome={outcome.status} {outcome.detail}"
 
     written = outcome_of("create_thumbnail", photo)
@@ -189,6 +190,12 @@ def test_each_invocation_logs_one_outcome_line_in_the_documented_format(
     failed = outcome_of("create_thumbnail", broken)
     assert failed.status == "failed"
     assert lines() == [(logging.ERROR, expected(broken, failed))]
+
+    invoke("create_thumbnail", notes)  # no image at all: a refusal, logged at INFO
+    through_trigger = lines()
+    ignored = outcome_of("create_thumbnail", notes)
+    assert ignored.status == "ignored"
+    assert through_trigger == lines() == [(logging.INFO, expected(notes, ignored))]
 
     table = upload_event(containers["incoming"], "in/day 1.csv", b"a\n1\n")
     invoke("dispatch_batch_job", table)

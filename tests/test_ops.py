@@ -66,6 +66,7 @@ IMAGES: dict[str, tuple[bytes, str]] = {
 }
 ALREADY_THUMBNAILED = "done.jpg"
 NOT_AN_IMAGE = "fake.jpg"  # offered by the route (its name ends .jpg), refused by the handler
+CORRUPT_JPEG = b"\xff\xd8\xff\xe0 hello"  # a JPEG's first bytes, then nothing an image holds
 NOT_OFFERED = {"notes.txt": b"plain text", "report.pdf": b"%PDF-1.4", "photos/raw.cr2": b"raw"}
 
 # The batch route watches incoming/ case-insensitively (Event Grid's default), so Incoming/
@@ -172,7 +173,9 @@ def fill_images(service: BlobServiceClient, containers: dict[str, str]) -> dict[
     etags = {}
     for name, (data, kind) in IMAGES.items():
         etags[name] = put(service, containers["images"], name, data, kind)
-    etags[NOT_AN_IMAGE] = put(service, containers["images"], NOT_AN_IMAGE, b"hello", "image/jpeg")
+    etags[NOT_AN_IMAGE] = put(
+        service, containers["images"], NOT_AN_IMAGE, CORRUPT_JPEG, "image/jpeg"
+    )
     for name, data in NOT_OFFERED.items():
         put(service, containers["images"], name, data, "application/octet-stream")
     return etags
@@ -331,23 +334,35 @@ def test_dry_run_lists_exactly_what_would_happen_and_writes_nothing(
     assert listed.code == 0, listed.err
     lines = {line for line in listed.out.splitlines() if "create_thumbnail" in line}
     assert lines == {
-        *(f"would process: create_thumbnail {images}/{name}" for name in IMAGES),
-        f"would process: create_thumbnail {images}/{NOT_AN_IMAGE}",
+        *(
+            f"would process (content not checked): create_thumbnail {images}/{name}"
+            for name in IMAGES
+        ),
+        f"would process (content not checked): create_thumbnail {images}/{NOT_AN_IMAGE}",
         f"already done (thumbnail {containers['thumbnails']}/{images}/{ALREADY_THUMBNAILED}): "
         f"create_thumbnail {images}/{ALREADY_THUMBNAILED}",
     }
-    assert "would process 7, already done 1, would fail 0; nothing was written" in listed.out
+    # The corrupt one fails only when decoded: the dry run says it did not look.
+    assert (
+        "would process 7, already done 1, would fail 0 + not checked, would stay to do 0; "
+        "nothing was written" in listed.out
+    )
+    assert "not checked: the content of 7 blobs" in listed.out
 
     photos = ops("backfill", "--container", images, "--prefix", "photos/", "--dry-run")
     assert [line for line in photos.out.splitlines() if "create_thumbnail" in line] == [
-        f"would process: create_thumbnail {images}/photos/a.jpg",
-        f"would process: create_thumbnail {images}/photos/b.png",
+        f"would process (content not checked): create_thumbnail {images}/photos/a.jpg",
+        f"would process (content not checked): create_thumbnail {images}/photos/b.png",
     ]
 
     batch = ops("backfill", "--container", incoming, "--dry-run")
     assert batch.code == 0
-    offered = sorted(line.rsplit(" ", 1)[1] for line in batch.out.splitlines() if "would" in line)
-    assert offered[:-1] == sorted(f"{incoming}/{name}" for name in BATCH_OFFERED)
+    offered = sorted(
+        line.rsplit(" ", 1)[1]
+        for line in batch.out.splitlines()
+        if line.startswith("would") and "dispatch_batch_job" in line
+    )
+    assert offered == sorted(f"{incoming}/{name}" for name in BATCH_OFFERED)
 
     assert outputs(blob_service, containers["thumbnails"]) == before
     assert outputs(blob_service, containers["ledger"]) == {}
@@ -357,16 +372,18 @@ def test_dry_run_lists_exactly_what_would_happen_and_writes_nothing(
     put(blob_service, images, ALREADY_THUMBNAILED, image("PNG"), "image/jpeg")
     changed = ops("backfill", "--container", images, "--prefix", ALREADY_THUMBNAILED, "--dry-run")
     assert (
-        f"would process (replaces thumbnail made from {made_from.strip(chr(34))}): "
+        "would process (content not checked; replaces thumbnail made from "
+        f"{made_from.strip(chr(34))}): "
         f"create_thumbnail {images}/{ALREADY_THUMBNAILED}"
     ) in changed.out
 
     # Without BATCH_ENDPOINT_URI the batch handler itself only logs the job it would post:
-    # a real backfill reports those as processed (dry-run) and records no ledger.
+    # not a final outcome (issue 16), so a real backfill keeps them to do, exits 2 and
+    # records no ledger.
     handler_dry = ops("backfill", "--container", incoming)
-    assert handler_dry.code == 0
-    assert handler_dry.counts() == counts(len(BATCH_OFFERED), 0, 0, 0)
-    assert f"dry-run {len(BATCH_OFFERED)}" in handler_dry.out
+    assert handler_dry.code == 2
+    assert handler_dry.counts() == counts(0, 0, 0, 0)
+    assert f"not final (depend on a setting): {len(BATCH_OFFERED)}" in handler_dry.out
     assert outputs(blob_service, containers["ledger"]) == {}
 
 
@@ -561,7 +578,7 @@ def test_replay_handles_and_archives_and_leaves_what_still_fails(
     duplicate = thumbnail_beforehand(upload_event, containers)
     a = upload_event(images, "a.jpg", image("JPEG"), content_type="image/jpeg")
     b = upload_event(images, "b.png", image("PNG", "RGBA"), content_type="image/png")
-    fake = upload_event(images, NOT_AN_IMAGE, b"not an image", content_type="image/jpeg")
+    fake = upload_event(images, NOT_AN_IMAGE, CORRUPT_JPEG, content_type="image/jpeg")
     never = upload_event(images, "archived-long-ago.png", image("PNG"), content_type="image/png")
     csv = upload_event(
         containers["incoming"], "incoming/x.csv", b"a,b\n", build.CLOUD_EVENT_SCHEMA, "text/csv"
@@ -778,13 +795,14 @@ def test_progress_redraws_one_line_on_a_terminal_and_prints_lines_otherwise() ->
 
 def test_each_set_of_arguments_keeps_its_own_checkpoint_file(tmp_path: Path) -> None:
     first_key, second_key = {"prefix": "a/"}, {"prefix": "b/"}
+    # Each run leaves a checkpoint (it did not finish), so its numbered file stays taken.
     with state.held(tmp_path, "backfill-c", first_key) as first:
-        pass
+        state.save(first, state.Checkpoint(key=first_key))
     with state.held(tmp_path, "backfill-c", second_key) as second:
-        pass
+        state.save(second, state.Checkpoint(key=second_key))
     # A container whose name extends this one's is told apart, not mistaken for a number.
     with state.held(tmp_path, "backfill-c-1", first_key) as other_container:
-        pass
+        state.save(other_container, state.Checkpoint(key=first_key))
     assert len({first, second, other_container}) == 3
     with state.held(tmp_path, "backfill-c", first_key) as again:
         assert again == first

@@ -240,7 +240,7 @@ def test_events_for_output_containers_are_ignored(
 
 def test_permanent_failures_are_logged_and_not_retried(photos: Photos) -> None:
     cases = {
-        "not-an-image.jpg": b"<html>not an image</html>",
+        "corrupt.jpg": b"\xff\xd8\xff\xe0<html>not an image</html>",
         "empty.png": b"",
         "truncated.jpg": gen.encode(gen.halves((900, 600)), "JPEG")[:3000],
     }
@@ -251,10 +251,19 @@ def test_permanent_failures_are_logged_and_not_retried(photos: Photos) -> None:
     # Each returns normally: Event Grid will not retry.
     failed = [outcome_of("create_thumbnail", event) for event in events]
     for outcome, reason in zip(
-        failed, ["not an image", "empty (0 bytes)", "truncated", "deleted"], strict=True
+        failed, ["corrupt image header", "empty (0 bytes)", "truncated", "deleted"], strict=True
     ):
         assert outcome.status == "failed"
         assert reason in outcome.detail
+    assert photos.no_thumbnails()
+
+
+def test_a_blob_that_is_no_image_at_all_is_ignored_not_failed(photos: Photos) -> None:
+    """Issue 16: a text file that reaches the function is not this app's to thumbnail."""
+    event = photos.upload("notes.txt", b"<html>not an image</html>")
+    outcome = outcome_of("create_thumbnail", event)
+    assert outcome.status == "ignored" and outcome.final
+    assert outcome.detail.startswith("not an image in a supported format")
     assert photos.no_thumbnails()
 
 

@@ -225,6 +225,8 @@ class _Backfill:
                 ok = False
             else:
                 run.tally.outcome(what, outcome)
+                # Not final (a setting decided it): the checkpoint keeps the blob to do.
+                ok = ok and outcome.final
         run.tracker.finish(item.name, item.page, ok)
         run.show()
 
@@ -278,6 +280,13 @@ class _Backfill:
                 f"resume (checkpoint {path})\n"
             )
             return EXIT_USAGE
+        if tally.not_final:
+            out.write(
+                f"not final: {tally.not_final} events came to an outcome that only "
+                f"{', '.join(sorted(tally.settings))} decided; set it and run the same command "
+                f"to do them (checkpoint {path})\n"
+            )
+            return EXIT_USAGE
         if tally.transient:
             out.write(
                 f"{tally.transient} transient failures: run the same command again to retry "
@@ -296,19 +305,34 @@ class _Backfill:
         # saves it.
         run = _Run(state.Tracker(None, checkpoint), self.progress)
         plans: Counter[Plan] = Counter()
+        unchecked = 0
         for item in self.items(run):
             for route, event in item.tasks:
                 found = verdict(self.ctx, route.function, event)
                 plans[found.plan] += 1
+                unchecked += not found.content_checked
                 self.out.write(f"{found}: {route.function} {item.container}/{item.name}\n")
         # An event the handler would ignore is a final decision, counted as processed as a
         # real run counts it.
         would = plans[Plan.PROCESS] + plans[Plan.IGNORE]
+        # Failures found from the event alone are counted; those only decoding would find
+        # are not, and a bare number would claim they were looked for.
+        fail = f"would fail {plans[Plan.FAIL]}" + (" + not checked" if unchecked else "")
         self.out.write(
             f"dry run summary ({run.listed} blobs listed): would process {would}, "
-            f"already done {plans[Plan.DONE]}, would fail {plans[Plan.FAIL]}; "
-            "nothing was written\n"
+            f"already done {plans[Plan.DONE]}, {fail}, "
+            f"would stay to do {plans[Plan.NOT_FINAL]}; nothing was written\n"
         )
+        if unchecked:
+            self.out.write(
+                f"not checked: the content of {unchecked} blobs (a dry run does not download "
+                "or decode them; one that is corrupt fails only in the real run)\n"
+            )
+        if plans[Plan.NOT_FINAL]:
+            self.out.write(
+                f"not final: {plans[Plan.NOT_FINAL]} events depend on a setting that is not "
+                "set (see their lines); a real run keeps them in its checkpoint and exits 2\n"
+            )
         return EXIT_OK
 
 

@@ -4,7 +4,8 @@ Event Grid writes ``<SUBSCRIPTION NAME IN UPPER CASE>/<yyyy>/<m>/<d>/<h>/<guid>.
 (UTC, not zero-padded) into DEADLETTER_CONTAINER, each a JSON array of the original events
 with dead-letter fields added. A blob whose events all reached a final outcome (processed,
 already done or failed permanently) moves to ``archive/<original name>`` in the same
-container; a blob with any transient failure stays where it is for the next replay.
+container; a blob with any transient failure, or with an outcome that only a setting decided
+(``Outcome.final`` false: a dry-run dispatch), stays where it is for the next replay.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNot
 from azure.storage.blob import BlobPrefix, ContainerClient, ContentSettings
 
 from handlers.errors import ConfigurationError
+from handlers.outcomes import Outcome
 from tools.deadletter_format import MalformedError, parse_blob, parse_name
 from tools.ops import interrupts
 from tools.ops.progress import (
@@ -174,6 +176,7 @@ class _Replay:
             dead.reason,
         )
         transient = False
+        waiting: Outcome | None = None  # an outcome that is not final: the letter stays
         for event in dead.events:
             what = f"{route.function} {event.get('subject', '?')} (from {name})"
             try:
@@ -188,9 +191,17 @@ class _Replay:
                 transient = True
             else:
                 self.tally.outcome(what, outcome)
+                if not outcome.final:
+                    waiting = outcome
         if transient:
             self.out.write(f"left in place: {where}: an event failed transiently\n")
             return "left in place"
+        if waiting is not None:
+            self.out.write(
+                f"left in place: {where}: {route.function} came to {waiting.status} only, "
+                f"because of app setting {waiting.setting} (not final)\n"
+            )
+            return "not final"
         return self.archive(name, data, etag, route)
 
     def archive(self, name: str, data: bytes, etag: str, route: Route) -> str:
@@ -234,7 +245,7 @@ class _Replay:
             return EXIT_OK
         out.write(
             f"replay summary: dead-letter blobs archived {blobs['archived']}, "
-            f"left in place {blobs['left in place'] + blobs['stopped']}, "
+            f"left in place {blobs['left in place'] + blobs['stopped'] + blobs['not final']}, "
             f"malformed {blobs['malformed']}\n"
         )
         for line in tally.summary():
@@ -244,6 +255,12 @@ class _Replay:
             return EXIT_INTERRUPTED
         if blobs["stopped"]:
             out.write("stopped: an app setting is wrong (see the failures above)\n")
+            return EXIT_USAGE
+        if blobs["not final"]:
+            out.write(
+                f"not final: {blobs['not final']} dead-letter blobs stay in place until "
+                f"{', '.join(sorted(tally.settings))} is set; then replay again\n"
+            )
             return EXIT_USAGE
         if tally.transient or blobs["left in place"]:
             return EXIT_TRANSIENT

@@ -14,14 +14,16 @@ from handlers.outcomes import Outcome
 # Outcome statuses of handlers.pipeline.handle, by the summary line that counts them.
 ALREADY_DONE = frozenset({"duplicate"})
 PERMANENT = frozenset({"failed"})
-# Every other status (written, dispatched, dry-run, superseded, ignored) counts as processed:
-# the handler reached a final decision about that blob version.
+# Every other final outcome (written, dispatched, superseded, ignored) counts as processed:
+# the handler reached a final decision about that blob version. An outcome that is not final
+# (Outcome.final: a dry-run because BATCH_ENDPOINT_URI is unset) counts as still to do.
 
 _MAX_LISTED_FAILURES = 20
 
 EXIT_OK = 0
 EXIT_TRANSIENT = 1  # something failed in a way a later run can fix: run the command again
-EXIT_USAGE = 2  # bad arguments or app settings; nothing (more) was attempted
+EXIT_USAGE = 2  # bad arguments or app settings: nothing (more) was attempted, or some work
+# only came to a not-final outcome because of a setting (it stays to do)
 EXIT_MALFORMED = 3  # replay only: malformed dead-letter blobs were left in place
 EXIT_INTERRUPTED = 130  # Ctrl-C; the state is saved, run the same command again
 
@@ -35,11 +37,18 @@ class Tally:
         self.already_done = 0
         self.permanent = 0
         self.transient = 0
+        self.not_final = 0
+        self.settings: set[str] = set()  # the settings the not-final outcomes wait for
         self.by_status: Counter[str] = Counter()
         self.failures: list[str] = []
 
     def outcome(self, what: str, outcome: Outcome) -> None:
         with self._lock:
+            if not outcome.final:
+                self.not_final += 1
+                self.settings.add(str(outcome.setting))
+                self._remember(f"not final {what}: {outcome.status}: {outcome.detail}")
+                return
             self.by_status[outcome.status] += 1
             if outcome.status in ALREADY_DONE:
                 self.already_done += 1
@@ -63,6 +72,7 @@ class Tally:
             return (
                 f"processed {self.processed}, already done {self.already_done}, "
                 f"permanent {self.permanent}, transient {self.transient}"
+                + (f", not final {self.not_final}" if self.not_final else "")
             )
 
     def summary(self) -> list[str]:
@@ -79,10 +89,15 @@ class Tally:
                 f"permanent failures: {self.permanent}",
                 f"transient failures: {self.transient}",
             ]
+            if self.not_final:
+                lines.append(
+                    f"not final (depend on a setting): {self.not_final} "
+                    f"(waiting for {', '.join(sorted(self.settings))}; they stay to do)"
+                )
             if self.failures:
-                lines.append("failures:")
+                lines.append("failures and work left to do:")
                 lines += [f"  {line}" for line in self.failures]
-                more = self.permanent + self.transient - len(self.failures)
+                more = self.permanent + self.transient + self.not_final - len(self.failures)
                 if more > 0:
                     lines.append(f"  ... and {more} more (see the log above)")
             return lines

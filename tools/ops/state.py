@@ -6,7 +6,7 @@ its own numbered file, ``<stem>-<n>.json``; the key is written into its lock fil
 ``<stem>-<n>.json.lock``, when the number is first taken. A lock on that file held for the
 whole run keeps two backfills with the same arguments from overwriting each other's
 checkpoint; the operating system releases it when the process dies, so a crash never leaves
-a stale lock behind.
+a stale lock behind. A run that finishes removes its checkpoint and lock file.
 """
 
 from __future__ import annotations
@@ -29,8 +29,16 @@ FORMAT = 1
 _SAVE_EVERY_SECONDS = 1.0
 
 
+# The checkout these tools run from (tools/ops/state.py -> the project's root).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
 def default_state_dir() -> Path:
-    """``$XDG_STATE_HOME/blob-event-functions/ops`` (``~/.local/state/...`` when unset)."""
+    """The project's ``.local/state`` (git-ignored) when the tools run from a checkout, so
+    state stays with the project it belongs to; otherwise
+    ``$XDG_STATE_HOME/blob-event-functions/ops`` (``~/.local/state/...`` when unset)."""
+    if (_CHECKOUT / ".git").exists():
+        return _CHECKOUT / ".local" / "state"
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "blob-event-functions" / "ops"
 
@@ -135,19 +143,33 @@ def find(state_dir: Path, stem: str, key: dict[str, Any]) -> Path | None:
 @contextlib.contextmanager
 def held(state_dir: Path, stem: str, key: dict[str, Any]) -> Iterator[Path]:
     """The checkpoint file of ``key`` (taking a new number the first time), locked for the
-    life of the block; RuntimeError when another run with the same arguments holds it."""
+    life of the block; RuntimeError when another run with the same arguments holds it.
+
+    A run that leaves no checkpoint (it finished, or cleared it) removes its lock file too:
+    nothing is left to resume, so nothing is left in the state folder.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
-    # Finding and taking a number happen under one lock, so two first runs of the same
-    # arguments cannot take two numbers.
-    with _locked(state_dir / f"{stem}.claims.lock", wait=True):
+    # Finding, taking a number, locking it and removing a finished run's lock all happen
+    # under the folder's lock: a lock file is never removed between another run's finding
+    # and locking it.
+    with _locked(state_dir):
         path = find(state_dir, stem, key) or _claim(state_dir, stem, key)
-    lock = path.with_name(path.name + ".lock")
-    with lock.open("a+", encoding="utf-8") as stream:
+        lock = path.with_name(path.name + ".lock")
+        stream = lock.open("a+", encoding="utf-8")
         try:
             _flock(stream, wait=False)
         except BlockingIOError:
+            stream.close()
             raise RuntimeError(f"another backfill with the same arguments holds {lock}") from None
+    try:
         yield path
+    finally:
+        try:
+            if not path.exists():
+                with _locked(state_dir):
+                    lock.unlink(missing_ok=True)
+        finally:
+            stream.close()
 
 
 def _claim(state_dir: Path, stem: str, key: dict[str, Any]) -> Path:
@@ -173,10 +195,19 @@ def _checkpoint_of(lock: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, *, wait: bool) -> Iterator[None]:
-    with path.open("a+", encoding="utf-8") as stream:
-        _flock(stream, wait)
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder itself (waiting for it), so no lock file is left."""
+    if sys.platform == "win32":
         yield
+        return
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _flock(stream: IO[str], wait: bool) -> None:
