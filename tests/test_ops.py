@@ -652,6 +652,9 @@ def test_replay_dry_run_and_filters_write_nothing(
     late = dead_letter(blob_service, dead, "THUMBNAILS/2025/3/2/14", [a])
     batch = dead_letter(blob_service, dead, "BATCH/2025/3/2/15", [csv])
     before = outputs(blob_service, dead)
+    # An endpoint is configured (a dry run posts nothing): without one the batch letter
+    # would stay in place (tests/test_ops_outcomes.py).
+    os.environ["BATCH_ENDPOINT_URI"] = f"http://127.0.0.1:{azurite.free_port()}/jobs"
 
     def would(result: Result) -> set[str]:
         assert result.code == 0, result.out + result.err

@@ -63,6 +63,13 @@ def test_a_letter_whose_replay_would_be_a_dry_run_stays_in_place_and_the_exit_is
     thumbs = dead_letter(blob_service, dead, "THUMBNAILS/2025/3/2/15", [photo])
     before = outputs(blob_service, dead)
 
+    # The dry run foretells it from the same decision.
+    dry = ops("replay-deadletters", "--dry-run")
+    assert dry.code == 0, dry.out + dry.err
+    assert f"would leave in place {dead}/{batch}: dispatch_batch_job BATCH_ENDPOINT_URI" in dry.out
+    assert f"would replay {dead}/{thumbs}" in dry.out
+    assert "would replay 1 dead-letter blobs, would leave in place 1, malformed 0" in dry.out
+
     result = ops("replay-deadletters")  # app_env leaves BATCH_ENDPOINT_URI unset
     assert result.code == 2, result.out + result.err
     after = outputs(blob_service, dead)

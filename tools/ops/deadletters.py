@@ -24,6 +24,7 @@ from handlers.errors import ConfigurationError
 from handlers.outcomes import Outcome
 from tools.deadletter_format import MalformedError, parse_blob, parse_name
 from tools.ops import interrupts
+from tools.ops.dry_run import Plan, verdict
 from tools.ops.progress import (
     EXIT_INTERRUPTED,
     EXIT_MALFORMED,
@@ -163,6 +164,14 @@ class _Replay:
             self.out.write(f"malformed, left in place: {where}: {exc}\n")
             return "malformed"
         if self.options.dry_run:
+            # The backfill's read-only verdict: what a setting keeps from being final now.
+            for event in dead.events:
+                found = verdict(self.ctx, route.function, event)
+                if found.plan is Plan.NOT_FINAL:
+                    self.out.write(
+                        f"would leave in place {where}: {route.function} {found.detail}\n"
+                    )
+                    return "would leave in place"
             self.out.write(
                 f"would replay {where}: {len(dead.events)} event(s) to {route.function} "
                 f"({dead.reason}), then move it to {archive_name(name)}\n"
@@ -240,6 +249,7 @@ class _Replay:
         if self.options.dry_run:
             out.write(
                 f"dry run summary: would replay {blobs['would replay']} dead-letter blobs, "
+                f"would leave in place {blobs['would leave in place']}, "
                 f"malformed {blobs['malformed']}; nothing was written\n"
             )
             return EXIT_OK
