@@ -149,6 +149,22 @@ _REWRITTEN = (
     "| `batch-jobs-failed` | Application Insights `traces`",
     "`make bench` (not part of `make test`; 6 to 10 minutes) runs five",
     "baselines in the same run, and rewrites [`bench/RESULTS.md`]",
+    # Issue 16: not-final outcomes, dry-run wording, the state folder, non-images ignored.
+    "`<function> event=<id> blob=<container>/<name> outcome=<status> <detail>`",
+    "| `ignored` ",
+    "| `dry-run` | `BATCH_ENDPOINT_URI` is unset",
+    "| `failed` (logged at ERROR with the reason) | a **permanent** failure",
+    "| `--dry-run` | print what would be offered",
+    "- Location: `--state-dir`, default",
+    "- Cleared: when a run has listed everything",
+    "  an interruption, after a stop on a wrong setting,",
+    "    permanent create_thumbnail images/a.jpg:",
+    "*Processed* counts every final decision of a handler",
+    "handler's `dry-run`",
+    "refused (not an image, too large,",
+    "| `--dry-run` | print each blob that would be replayed",
+    "  when an app setting is wrong (the replay stops there)",
+    "| 2 | usage or configuration: bad arguments,",
 )
 
 
