@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient, ExponentialRetry, LinearRetry
 from requests.adapters import HTTPAdapter
 
 from handlers.batch_client import BatchJobClient
 from handlers.batch_ledger import ClaimWait
+from handlers.credentials import AppCredential
 from handlers.events import AccountEndpoint
 from handlers.settings import Settings
 
@@ -81,11 +81,12 @@ class AppContext:
 
     @property
     def credential(self) -> TokenCredential:
-        """One DefaultAzureCredential per process: it caches tokens until they expire."""
+        """One DefaultAzureCredential per process (it caches tokens until they expire),
+        whose failures log as one line (handlers/credentials.py)."""
         with self._lock:
             if self._credential is None:
                 client_id = self.settings.storage.client_id or self.settings.client_id
-                self._credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+                self._credential = AppCredential(managed_identity_client_id=client_id)
             return self._credential
 
     @property

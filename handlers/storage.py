@@ -15,6 +15,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContainerClient
 
+from handlers.credentials import CredentialFailedError
 from handlers.errors import ConfigurationError, StorageUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ def storage_errors(what: str) -> Iterator[None]:
         yield
     except (ResourceNotFoundError, ResourceExistsError):
         raise
+    except CredentialFailedError as exc:  # no token: its one line says what to check
+        raise StorageUnavailableError(f"{what}: {exc}") from exc
     except HttpResponseError as exc:
         status = exc.status_code or 0
         if status == 412:
