@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: test test-fast check lint format typecheck pytest pytest-fast run bench clean deps
+.PHONY: test test-fast check lint format typecheck pytest pytest-fast run ops bench clean deps
 
 test: check pytest ## every check and test (what CI runs)
 
@@ -50,6 +50,10 @@ pytest-fast: deps
 
 run: $(VENV)/.installed node_modules/.installed
 	$(PY) -m tools.local_loop $(ARGS)
+
+# Ops commands in a second shell; they read what a running `make run` wrote to .local/ops.env.
+ops: $(VENV)/.installed
+	$(PY) -m tools.ops $(ARGS)
 
 bench: $(VENV)/.installed node_modules/.installed
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -24,7 +24,7 @@ from tests.support.event_source import (
 from tests.support.faults import batch_environment
 from tests.support.names import unique
 from tests.support.uploads import upload
-from tools import azurite
+from tools import azurite, local_env
 from tools import events as build
 from tools.eventsource import EventSource, EventSourceConfig, RetryTiming, Target
 from tools.routes import Routes
@@ -33,6 +33,8 @@ from tools.standins import JobsEndpoint, ManagedIdentityEndpoint
 
 @pytest.fixture(autouse=True)
 def restore_environ() -> Iterator[None]:
+    # The ops commands must not pick up a developer's running `make run` (.local/ops.env).
+    os.environ[local_env.FILE_SETTING] = ""
     saved = dict(os.environ)
     reset_context()
     yield

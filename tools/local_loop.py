@@ -28,7 +28,7 @@ from azure.storage.blob import BlobServiceClient
 
 from handlers.errors import ConfigurationError
 from handlers.settings import Settings
-from tools import azurite
+from tools import azurite, local_env
 from tools.eventsource import (
     EventSource,
     EventSourceConfig,
@@ -151,12 +151,18 @@ class _Started:
     source: EventSource | None = None
     host: subprocess.Popen[bytes] | None = None
     batch: LocalBatch | None = None
+    ops_env: Path | None = None  # what a second shell reads; removed first, when stopping
 
     def guard(self, process: subprocess.Popen[bytes], *, group: bool = False) -> None:
         if self.watchdog is not None:
             self.watchdog.watch(process.pid, group=group)
 
     def stop(self) -> None:
+        if self.ops_env is not None:
+            local_env.remove(self.ops_env)
+            if self.watchdog is not None:
+                self.watchdog.removed(self.ops_env)
+            self.ops_env = None
         if self.host is not None:
             stop_group(self.host)
             self._forget(self.host.pid)
@@ -304,12 +310,19 @@ def run(args: argparse.Namespace, started: _Started) -> None:
         if args.blob_port == STANDARD_BLOB_PORT
         else started.source.connection_string
     )
+    ops_env = args.state_dir / "ops.env"
+    with _interrupts.deferred():
+        started.ops_env = ops_env
+        if started.watchdog is not None:
+            started.watchdog.remove(ops_env)
+        local_env.write(ops_env, local_env.for_ops(env), f"make run (pid {os.getpid()})")
     _say(
         f"local loop ready: blob endpoint {started.source.blob_url} (connect with {connect}); "
-        f"functions: {target.description}; one line per delivery below; Ctrl-C stops"
+        f"functions: {target.description}; settings for a second shell in {ops_env} "
+        f'(`make ops ARGS="..."` reads it); one line per delivery below; Ctrl-C stops'
     )
     if started.batch is not None:
-        _say(f"list the jobs: DATA_STORAGE='{connect}' .venv/bin/python -m tools.ops jobs")
+        _say('list the jobs: make ops ARGS="jobs" (or .venv/bin/python -m tools.ops jobs)')
     while True:
         if started.host is not None and started.host.poll() is not None:
             raise LocalLoopError(f"`func start` exited with {started.host.returncode}")

@@ -5,7 +5,8 @@ only the loop has. The loop tells it which children to guard; if the loop dies i
 even SIGKILL, the kernel closes the write end, the watchdog reads end-of-file and stops
 those children. Unlike PR_SET_PDEATHSIG this works on Linux and macOS alike.
 
-    python -m tools.processes    (the watchdog: reads "watch|forget pid|group <n>" lines)
+    python -m tools.processes    (the watchdog: reads "watch|forget pid|group <n>" and
+                                  "remove|removed <hex of a path>" lines)
 """
 
 from __future__ import annotations
@@ -101,6 +102,14 @@ class Watchdog:
         """``pid`` has been stopped and reaped: its number may be reused, leave it alone."""
         self._say(f"forget {pid}")
 
+    def remove(self, path: Path) -> None:
+        """Delete ``path`` if this process dies before it has done so itself."""
+        self._say(f"remove {os.fsencode(path).hex()}")
+
+    def removed(self, path: Path) -> None:
+        """``path`` is gone (a new run may write it again): leave it alone."""
+        self._say(f"removed {os.fsencode(path).hex()}")
+
     def close(self) -> None:
         """Everything is stopped: let the watchdog exit."""
         with contextlib.suppress(OSError):
@@ -116,9 +125,9 @@ class Watchdog:
         self._pipe.flush()
 
 
-def _guard(lines: Iterator[str]) -> dict[int, bool]:
+def _guard(lines: Iterator[str], files: list[Path] | None = None) -> dict[int, bool]:
     """Read the loop's instructions until end-of-file; return what is still guarded
-    (pid -> whether it leads a group to stop)."""
+    (pid -> whether it leads a group to stop); files to remove are added to ``files``."""
     guarded: dict[int, bool] = {}
     for line in lines:
         words = line.split()
@@ -126,6 +135,13 @@ def _guard(lines: Iterator[str]) -> dict[int, bool]:
             guarded[int(words[2])] = words[1] == "group"
         elif len(words) == 2 and words[0] == "forget" and words[1].isdigit():
             guarded.pop(int(words[1]), None)
+        elif len(words) == 2 and words[0] in ("remove", "removed") and files is not None:
+            with contextlib.suppress(ValueError):
+                path = Path(os.fsdecode(bytes.fromhex(words[1])))
+                if words[0] == "remove":
+                    files.append(path)
+                elif path in files:
+                    files.remove(path)
     return guarded
 
 
@@ -155,7 +171,11 @@ def main() -> int:
     # Ctrl-C is for the loop (which stops its children itself); the watchdog waits for the
     # pipe to close either way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    guarded = _guard(line.decode("ascii", "replace") for line in sys.stdin.buffer)
+    files: list[Path] = []
+    guarded = _guard((line.decode("ascii", "replace") for line in sys.stdin.buffer), files)
+    for path in files:
+        with contextlib.suppress(OSError):
+            path.unlink()
     _stop_all(guarded)
     return 0
 

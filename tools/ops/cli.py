@@ -21,6 +21,7 @@ from azure.core.exceptions import (
 from handlers import pipeline
 from handlers.context import AppContext
 from handlers.errors import ConfigurationError, TransientError
+from tools import local_env
 from tools.ops.backfill import BackfillOptions, run_backfill
 from tools.ops.deadletters import ReplayOptions, parse_since, run_replay
 from tools.ops.jobs import JobsOptions, run_jobs
@@ -47,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.ops",
         description="Operators' commands for the blob event functions (docs/operations.md). "
-        "Storage and batch settings come from the same environment variables as the app.",
+        "Storage and batch settings come from the same environment variables as the app; "
+        "variables the environment does not set are read from the file a running `make run` "
+        "writes (.local/ops.env, or the one OPS_ENV_FILE names; empty: none).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -151,6 +154,18 @@ def main(
     except (OSError, ValueError, KeyError) as exc:
         err.write(f"error: cannot read routes from {args.routes}: {exc}\n")
         return EXIT_USAGE
+    try:
+        # Into os.environ: DefaultAzureCredential reads the identity endpoint from there.
+        loaded = local_env.load(os.environ)
+    except (OSError, ValueError) as exc:
+        err.write(f"error: cannot read {local_env.path()}: {exc}\n")
+        return EXIT_USAGE
+    if loaded is not None:
+        source, names = loaded
+        err.write(
+            f"settings from {source} (written by make run): {', '.join(names) or 'none'}; "
+            "the environment's own win\n"
+        )
     try:
         ctx = AppContext.from_env(os.environ)
     except ConfigurationError as exc:
