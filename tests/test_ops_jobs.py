@@ -62,6 +62,7 @@ def test_listing_filters_and_refresh(batch: Batch) -> None:
 
     only_failed = ops("--status", "failed")
     assert [line.split()[2] for line in only_failed.out.splitlines()[1:-1]] == [failed]
+    assert only_failed.out.splitlines()[-1] == "1 job: Failed 1"
     still_open = ops("--open")
     assert [line.split()[2] for line in still_open.out.splitlines()[1:-1]] == [running]
     two = ops("--status", "Completed", "--status", "RUNNING")

@@ -153,7 +153,8 @@ def _print(rows: list[Row], out: TextIO) -> None:
         out.write(f"  {line[3]}\n")
     counts = Counter(row.status for row in rows)
     summary = ", ".join(f"{status} {count}" for status, count in sorted(counts.items()))
-    out.write(f"{len(rows)} jobs{': ' + summary if summary else ''}\n")
+    noun = "job" if len(rows) == 1 else "jobs"
+    out.write(f"{len(rows)} {noun}{': ' + summary if summary else ''}\n")
 
 
 def _resubmit(ctx: AppContext, rows: list[Row], dry_run: bool, out: TextIO) -> int:
