@@ -53,7 +53,7 @@ run: $(VENV)/.installed node_modules/.installed
 
 # Ops commands in a second shell; they read what a running `make run` wrote to .local/ops.env.
 ops: $(VENV)/.installed
-	$(PY) -m tools.ops $(ARGS)
+	@$(PY) -m tools.ops $(ARGS)
 
 bench: $(VENV)/.installed node_modules/.installed
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -161,11 +161,9 @@ def main(
         err.write(f"error: cannot read {local_env.path()}: {exc}\n")
         return EXIT_USAGE
     if loaded is not None:
-        source, names = loaded
-        err.write(
-            f"settings from {source} (written by make run): {', '.join(names) or 'none'}; "
-            "the environment's own win\n"
-        )
+        source = loaded[0]
+        shown = source.relative_to(Path.cwd()) if source.is_relative_to(Path.cwd()) else source
+        err.write(f"settings from {shown} (make run); the environment's own win\n")
     try:
         ctx = AppContext.from_env(os.environ)
     except ConfigurationError as exc:
