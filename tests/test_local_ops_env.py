@@ -44,7 +44,8 @@ def test_a_clean_second_shell_refreshes_and_resubmits_through_the_file(
     state = tmp_path / "state"
     home = tmp_path / "home"
     home.mkdir()
-    # The loop's own tracker runs once a minute, so (well within that) only the ops commands move the jobs on.
+    # The loop's own tracker runs once a minute: well within that, only the ops commands
+    # move the jobs on.
     loop = start_loop(
         state,
         "--no-samples",
