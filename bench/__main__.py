@@ -1,7 +1,7 @@
 """``make bench``: every benchmark against its baselines, in one run; prints each table and
 rewrites bench/RESULTS.md with the figures, the machine and how to reproduce them.
 
-    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking]
+    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking,crop]
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import dispatch, end_to_end, thumbs, tracking
+from bench import crop, dispatch, end_to_end, thumbs, tracking
 from bench.common import ROOT, Table, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PASSTHROUGH = ROOT / "bench" / "RESULTS-passthrough.md"
-ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking")
+ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop")
 
 
 def log(message: str) -> None:
@@ -126,6 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         verdicts.append(
             f"- tracking: record reads when nothing changed {max(r.record_reads for r in steady)} "
             f"(target 0): {'met' if all(r.record_reads == 0 for r in steady) else 'MISSED'}"
+        )
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    if "crop" in chosen:
+        log("6. entropy crop against pyvips ...")
+        runs = 3 if args.quick else crop.RUNS
+        crop_cases = crop.run(log, runs)
+        tables.append(crop.table(crop_cases, runs))
+        agreed = crop.summary(crop_cases)["iou"]
+        verdicts.append(
+            f"- entropy crop: median IoU with pyvips {agreed:.3f} (target >= {crop.IOU_TARGET}): "
+            f"{'met' if agreed >= crop.IOU_TARGET else 'MISSED'}"
         )
         print(tables[-1].markdown() + "\n", flush=True)
 
