@@ -21,6 +21,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from handlers.colour import to_srgb
 from handlers.errors import InvalidBlobError, NotAnImageError
+from handlers.nclx import source_profile
 from handlers.settings import THUMBNAIL_FORMATS
 
 logger = logging.getLogger(__name__)
@@ -119,12 +120,13 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int, output: str = "auto"
         source_size = image.size
         try:
             orientation = _orientation(image)
-            icc_profile = image.info.get("icc_profile")
+            icc_profile, colour_note = source_profile(image, data)  # ICC, or from nclx
             if image.format == "HEIF":
                 _use_embedded_thumbnail(image, size)
             working = _before_resize(image)
             working.thumbnail((size, size))
             working, note = to_srgb(working, icc_profile)
+            note = note or colour_note
             working = _after_resize(working)
             if orientation in _TRANSPOSE:
                 working = working.transpose(_TRANSPOSE[orientation])
