@@ -18,8 +18,8 @@ from PIL import Image
 Box = tuple[int, int, int, int]
 
 # The working copy's shorter side is reduced (by an integer factor) to at most about this:
-# the scale a thumbnail is cropped at, which is where libvips measures its entropy.
-_WORK_SIDE = 256
+# the scale a default (128 px) thumbnail is cropped at, where libvips measures entropy.
+_WORK_SIDE = 128
 _STEPS = 8  # libvips aims for eight cuts along the axis that needs the most trimming
 # Modes whose bands histogram() can score as they are.
 _DIRECT = ("L", "RGB", "CMYK", "YCbCr", "LAB", "HSV")
