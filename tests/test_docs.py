@@ -165,6 +165,9 @@ _REWRITTEN = (
     "| `--dry-run` | print each blob that would be replayed",
     "  when an app setting is wrong (the replay stops there)",
     "| 2 | usage or configuration: bad arguments,",
+    # Issue 19: nclx colour is now converted (docs/thumbnails.md, "HEIF/AVIF colour from nclx").
+    "  (...)` once. Not handled: HEIF/AVIF colour",
+    "  profile) is ",
 )
 
 
