@@ -44,6 +44,7 @@ from tools.local_batch import TIMER_FUNCTION, LocalBatch
 from tools.processes import Interrupts, Watchdog, stop_group
 from tools.routes import ROUTES_FILE, Routes, load_routes
 from tools.samples import SampleWatch, describe_results, upload_samples
+from tools.standins.functions_host import WEBHOOK_PATH, FunctionsHostStandIn
 
 logger = logging.getLogger("local_loop")
 
@@ -150,6 +151,7 @@ class _Started:
     azurite: azurite.Azurite | None = None
     source: EventSource | None = None
     host: subprocess.Popen[bytes] | None = None
+    webhook: FunctionsHostStandIn | None = None  # in-process mode: func start's webhook
     batch: LocalBatch | None = None
     ops_env: Path | None = None  # what a second shell reads; removed first, when stopping
 
@@ -163,6 +165,9 @@ class _Started:
             if self.watchdog is not None:
                 self.watchdog.removed(self.ops_env)
             self.ops_env = None
+        if self.webhook is not None:
+            self.webhook.stop()
+            self.webhook = None
         if self.host is not None:
             stop_group(self.host)
             self._forget(self.host.pid)
@@ -271,6 +276,7 @@ def run(args: argparse.Namespace, started: _Started) -> None:
         target = InProcessTarget()
         if started.batch is not None:
             started.batch.run_timer(functions[TIMER_FUNCTION])
+        started.webhook = _serve_webhook(args.functions_port)
     else:
         url = args.webhook_url or f"http://127.0.0.1:{args.functions_port}"
         target = WebhookTarget(url)
@@ -323,6 +329,11 @@ def run(args: argparse.Namespace, started: _Started) -> None:
     )
     if started.batch is not None:
         _say('list the jobs: make ops ARGS="jobs" (or .venv/bin/python -m tools.ops jobs)')
+    if started.webhook is not None:
+        _say(
+            f"the functions' Event Grid webhook, as `func start` serves it (test.http): "
+            f"{started.webhook.url}{WEBHOOK_PATH}?functionName=<function>"
+        )
     while True:
         if started.host is not None and started.host.poll() is not None:
             raise LocalLoopError(f"`func start` exited with {started.host.returncode}")
@@ -342,6 +353,17 @@ def function_environment(
             if env.get(name, "").strip() == DEVELOPMENT_STORAGE:
                 env[name] = azurite.connection_string(blob_port)
     return env
+
+
+def _serve_webhook(port: int) -> FunctionsHostStandIn | None:
+    """In-process mode answers what `func start` would on its port, so test.http and other
+    webhook clients work without Core Tools; a port already taken only costs that."""
+    try:
+        with _interrupts.deferred():
+            return FunctionsHostStandIn(port, lifetime=30 * 24 * 3600.0)  # stopped with the run
+    except OSError as exc:
+        _say(f"not serving the functions' webhook on port {port} ({exc.strerror or exc})")
+        return None
 
 
 def _settings(path: Path) -> dict[str, str]:

@@ -64,10 +64,17 @@ def sample_images() -> dict[str, tuple[bytes, str]]:
     }
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    route: Route
+    name: str
+    etag: str  # unquoted, as test.http's requests take it
+
+
 def upload_samples(
     service: BlobServiceClient, routes: Routes, watch: SampleWatch
-) -> list[tuple[Route, str]]:
-    """Upload the samples into the folders the routes watch; return (route, blob name)."""
+) -> list[Uploaded]:
+    """Upload the samples into the folders the routes watch."""
     uploads: list[tuple[Route, str, bytes, str]] = []
     images = _route_for(routes, "create_thumbnail")
     if images is not None:
@@ -80,10 +87,10 @@ def upload_samples(
     done = []
     for route, name, data, content_type in uploads:
         watch.blobs.add(f"{route.container}/{name}")
-        service.get_blob_client(route.container, name).upload_blob(
+        answer = service.get_blob_client(route.container, name).upload_blob(
             data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
         )
-        done.append((route, name))
+        done.append(Uploaded(route, name, str(answer["etag"]).strip('"')))
     return done
 
 
@@ -91,13 +98,14 @@ def describe_results(
     service: BlobServiceClient,
     routes: Routes,
     settings: Settings,
-    uploaded: list[tuple[Route, str]],
+    uploaded: list[Uploaded],
     watch: SampleWatch,
 ) -> str:
-    """One line per sample: what became of its delivery and where its result is."""
+    """One line per sample: its version, what became of its delivery, where its result is."""
     base = service.url.rstrip("/")
     lines = []
-    for route, name in uploaded:
+    for sample in uploaded:
+        route, name = sample.route, sample.name
         blob = f"{route.container}/{name}"
         fate = watch.finished.get(blob, "still pending (see the delivery lines)")
         if route.function == "create_thumbnail":
@@ -105,11 +113,10 @@ def describe_results(
             thumbnail = thumbnails.thumbnail_name(route.container, name)
             found = _exists(service, container, thumbnail, deadline=time.monotonic() + 5)
             where = f"{base}/{container}/{quote(thumbnail)}" if found else "no thumbnail yet"
-            lines.append(f"  {blob}: {fate}; thumbnail -> {where}")
+            lines.append(f"  {blob} (eTag {sample.etag}): {fate}; thumbnail -> {where}")
         elif route.function == "dispatch_batch_job":
-            lines.append(
-                f"  {blob}: {fate}; dispatch -> {_dispatch_records(service, settings, route, name)}"
-            )
+            records = _dispatch_records(service, settings, route, name)
+            lines.append(f"  {blob} (eTag {sample.etag}): {fate}; dispatch -> {records}")
     dead = routes.containers.get("deadLetter")
     return "samples:\n" + "\n".join(lines) + f"\n  dead-lettered events go to {base}/{dead}/"
 
