@@ -196,30 +196,21 @@ param tags object = {}
 var routing = loadJsonContent('event-subscriptions.json')
 var containers = routing.containers
 
-// Also suffixes the nested deployment names, so two environments can share a resource group.
-var resourceToken = uniqueString(resourceGroup().id, environmentName)
-var abbrs = {
-  storageAccount: 'st'
-  functionApp: 'func-'
-  plan: 'plan-'
-  identity: 'id-'
-  applicationInsights: 'appi-'
-  logAnalytics: 'log-'
-  systemTopic: 'egst-'
-  vnet: 'vnet-'
-  alerts: 'alert-'
-}
+// azd's naming: a resource-type abbreviation (abbreviations.json) and a token unique to the
+// subscription, environment and region. The token also suffixes the nested deployment names.
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var names = {
-  dataStorage: !empty(dataStorageAccountName) ? dataStorageAccountName : '${abbrs.storageAccount}data${resourceToken}'
-  hostStorage: !empty(hostStorageAccountName) ? hostStorageAccountName : '${abbrs.storageAccount}host${resourceToken}'
-  functionApp: !empty(functionAppName) ? functionAppName : '${abbrs.functionApp}${resourceToken}'
-  plan: !empty(planName) ? planName : '${abbrs.plan}${resourceToken}'
-  identity: !empty(identityName) ? identityName : '${abbrs.identity}${resourceToken}'
-  applicationInsights: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.applicationInsights}${resourceToken}'
-  logAnalytics: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.logAnalytics}${resourceToken}'
-  systemTopic: !empty(systemTopicName) ? systemTopicName : '${abbrs.systemTopic}${resourceToken}'
-  vnet: !empty(vnetName) ? vnetName : '${abbrs.vnet}${resourceToken}'
-  alerts: '${abbrs.alerts}${resourceToken}'
+  dataStorage: empty(dataStorageAccountName) ? '${abbrs.storageStorageAccounts}data${resourceToken}' : dataStorageAccountName
+  hostStorage: empty(hostStorageAccountName) ? '${abbrs.storageStorageAccounts}host${resourceToken}' : hostStorageAccountName
+  functionApp: empty(functionAppName) ? '${abbrs.webSitesFunctions}${resourceToken}' : functionAppName
+  plan: empty(planName) ? '${abbrs.webServerFarms}${resourceToken}' : planName
+  identity: empty(identityName) ? '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}' : identityName
+  applicationInsights: empty(applicationInsightsName) ? '${abbrs.insightsComponents}${resourceToken}' : applicationInsightsName
+  logAnalytics: empty(logAnalyticsName) ? '${abbrs.operationalInsightsWorkspaces}${resourceToken}' : logAnalyticsName
+  systemTopic: empty(systemTopicName) ? '${abbrs.eventGridSystemTopics}${resourceToken}' : systemTopicName
+  vnet: empty(vnetName) ? '${abbrs.networkVirtualNetworks}${resourceToken}' : vnetName
+  alerts: '${abbrs.insightsAlerts}${resourceToken}'
 }
 var deploymentContainerName = 'app-package'
 var allTags = union(tags, { 'azd-env-name': environmentName })

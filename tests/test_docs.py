@@ -14,7 +14,13 @@ _FENCE = re.compile(r"^(```|~~~)")
 
 
 def _pages() -> list[Path]:
-    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    # README and its neighbours (SECURITY, CONTRIBUTING, ...), the docs, the GitHub templates.
+    return [
+        ROOT / "README.md",
+        *sorted(p for p in ROOT.glob("*.md") if p.name != "README.md"),
+        *sorted(DOCS.rglob("*.md")),
+        *sorted((ROOT / ".github").rglob("*.md")),
+    ]
 
 
 def _outside_fences(text: str) -> list[str]:
@@ -168,6 +174,8 @@ _REWRITTEN = (
     # Issue 19: nclx colour is now converted (docs/thumbnails.md, "HEIF/AVIF colour from nclx").
     "  (...)` once. Not handled: HEIF/AVIF colour",
     "  profile) is ",
+    # Issue 18: names from infra/abbreviations.json and azd's resourceToken.
+    "| `dataStorageAccountName`, `hostStorageAccountName`, `functionAppName`,",
 )
 
 

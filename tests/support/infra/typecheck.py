@@ -81,6 +81,16 @@ def evaluated_resources(env: Env, symbol: str) -> list[Any]:
     return found
 
 
+@dataclass(frozen=True)
+class Instance:
+    """One instance of a resource declaration, as the walk reaches it."""
+
+    where: str  # main.bicep:module>modules/file.bicep:symbol
+    declaration: Mapping[str, Any]
+    body: dict[str, Any]
+    env: Env
+
+
 def typecheck(
     types: Types,
     parameters: Mapping[str, Any],
@@ -89,16 +99,27 @@ def typecheck(
 ) -> Report:
     """Walk ``infra/main.bicep`` with the given root parameter values."""
     template = template or Template.load(infra)
-    env = root_env(template, parameters)
     report = Report()
-    _walk_file(types, env, report, trail="main.bicep")
-    for path in template.trees:
-        if path not in report.files:
-            report.problems.add(f"{template.relative(path)}: not reached from main.bicep")
+    for instance in walk(template, parameters, report):
+        report.problems.update(
+            _check_resource(
+                types, instance.declaration, instance.body, instance.env, instance.where
+            )
+        )
+        report.checked[instance.declaration["type"]] += 1
     return report
 
 
-def _walk_file(types: Types, env: Env, report: Report, trail: str) -> None:
+def walk(template: Template, parameters: Mapping[str, Any], report: Report) -> Iterator[Instance]:
+    """Every resource instance main.bicep deploys, through its modules and loops; what cannot
+    be walked (and any file never reached) goes into ``report.problems``."""
+    yield from _walk_file(root_env(template, parameters), report, trail="main.bicep")
+    for path in template.trees:
+        if path not in report.files:
+            report.problems.add(f"{template.relative(path)}: not reached from main.bicep")
+
+
+def _walk_file(env: Env, report: Report, trail: str) -> Iterator[Instance]:
     report.files.add(env.path)
     tree = env.tree
     if tree.get("globals", {}).get("scope", {}).get("value") not in (None, "resourceGroup"):
@@ -106,8 +127,7 @@ def _walk_file(types: Types, env: Env, report: Report, trail: str) -> None:
     for symbol, declaration in (tree.get("resources") or {}).items():
         where = f"{trail}:{symbol}"
         for body, item_env in _instances(declaration["config"], env, where, report):
-            report.problems.update(_check_resource(types, declaration, body, item_env, where))
-            report.checked[declaration["type"]] += 1
+            yield Instance(where, declaration, body, item_env)
     for symbol, declaration in (tree.get("modules") or {}).items():
         where = f"{trail}:{symbol}"
         if declaration.get("type") != "local":
@@ -120,7 +140,9 @@ def _walk_file(types: Types, env: Env, report: Report, trail: str) -> None:
         for body, item_env in _instances(declaration["config"], env, where, report):
             module_env = _module_env(body, item_env, target, where, report)
             if module_env is not None:
-                _walk_file(types, module_env, report, f"{where}>{env.template.relative(target)}")
+                yield from _walk_file(
+                    module_env, report, f"{where}>{env.template.relative(target)}"
+                )
 
 
 def _instances(
