@@ -176,6 +176,8 @@ _REWRITTEN = (
     "  profile) is ",
     # Issue 18: names from infra/abbreviations.json and azd's resourceToken.
     "| `dataStorageAccountName`, `hostStorageAccountName`, `functionAppName`,",
+    # Issue 18: the row also names the dev container image and the workflows as not run here.
+    "| **Not run here** | Azure Functions Core Tools",
 )
 
 
