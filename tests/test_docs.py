@@ -178,6 +178,27 @@ _REWRITTEN = (
     "| `dataStorageAccountName`, `hostStorageAccountName`, `functionAppName`,",
     # Issue 18: the row also names the dev container image and the workflows as not run here.
     "| **Not run here** | Azure Functions Core Tools",
+    # Issue 16: every shell block runs in tests/test_doc_snippets.py. The snippets take the
+    # connection from .local/ops.env (not a fixed port), poll for the thumbnail, show the
+    # loop's real output (its summary lines, the sample's job) and never a bare `python`.
+    "Try it while it runs",
+    "svc = BlobServiceClient.from_connection_string(",
+    'svc.get_blob_client("images", "my photo.jpg")',
+    'print(svc.get_blob_client("thumbnails"',
+    "`fail` ends Failed.",
+    "The loop shows each dispatch",
+    "11:20:",
+    "and the ops command lists them",
+    "$ DATA_STORAGE=UseDevelopmentStorage=true",
+    "2026-11-22T11:20:41",
+    "2 jobs: Completed 1, Failed 1",
+    "machine too. Run",
+    "| `dead-lettered` | system topic",
+    "| `dropped` | `DroppedEventCount`",
+    "python -m tools.ops ",
+    "Against **Azurite** (what",
+    "export DATA_STORAGE=",
+    ".venv/bin/python -m tools.ops backfill --container images --dry-run",
 )
 
 
