@@ -199,6 +199,7 @@ _REWRITTEN = (
     "Against **Azurite** (what",
     "export DATA_STORAGE=",
     ".venv/bin/python -m tools.ops backfill --container images --dry-run",
+    "1 transient failure",  # the summary counts in the singular, as `ops jobs` does
 )
 
 

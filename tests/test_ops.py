@@ -519,6 +519,22 @@ def test_transient_failures_exit_1_and_the_next_run_retries_just_those(
 
 
 @pytest.mark.azurite
+@pytest.mark.http
+@pytest.mark.slow
+def test_one_transient_failure_is_counted_in_the_singular(
+    ops: Ops,
+    blob_service: BlobServiceClient,
+    containers: dict[str, str],
+    identity: ManagedIdentityEndpoint,
+) -> None:
+    put(blob_service, containers["incoming"], BATCH_OFFERED[0], b"age,sex\n63,1\n", "text/csv")
+    batch_environment(identity, f"http://127.0.0.1:{azurite.free_port()}/jobs")  # nobody there
+    failing = ops("backfill", "--container", containers["incoming"])
+    assert failing.code == 1, failing.out + failing.err
+    assert "\n1 transient failure: run the same command again" in failing.out, failing.out
+
+
+@pytest.mark.azurite
 def test_usage_errors_exit_2(ops: Ops, containers: dict[str, str]) -> None:
     nobody = ops("backfill", "--container", "nobody-watches-this")
     assert nobody.code == 2 and "no subscription" in nobody.err

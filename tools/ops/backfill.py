@@ -289,8 +289,8 @@ class _Backfill:
             return EXIT_USAGE
         if tally.transient:
             out.write(
-                f"{tally.transient} transient failures: run the same command again to retry "
-                f"just those (checkpoint {path})\n"
+                f"{tally.transient} transient failure{'' if tally.transient == 1 else 's'}: run "
+                f"the same command again to retry just those (checkpoint {path})\n"
             )
             return EXIT_TRANSIENT
         out.write("complete; checkpoint cleared\n")
