@@ -521,7 +521,7 @@ def test_transient_failures_exit_1_and_the_next_run_retries_just_those(
 @pytest.mark.azurite
 @pytest.mark.http
 @pytest.mark.slow
-def test_one_transient_failure_is_counted_in_the_singular(
+def test_one_blob_and_one_failure_are_counted_in_the_singular(
     ops: Ops,
     blob_service: BlobServiceClient,
     containers: dict[str, str],
@@ -529,8 +529,12 @@ def test_one_transient_failure_is_counted_in_the_singular(
 ) -> None:
     put(blob_service, containers["incoming"], BATCH_OFFERED[0], b"age,sex\n63,1\n", "text/csv")
     batch_environment(identity, f"http://127.0.0.1:{azurite.free_port()}/jobs")  # nobody there
+    dry = ops("backfill", "--container", containers["incoming"], "--dry-run")
+    assert dry.code == 0, dry.out + dry.err
+    assert "dry run summary (1 blob listed): would process 1," in dry.out, dry.out
     failing = ops("backfill", "--container", containers["incoming"])
     assert failing.code == 1, failing.out + failing.err
+    assert "backfill summary (1 blob listed):\n" in failing.out, failing.out
     assert "\n1 transient failure: run the same command again" in failing.out, failing.out
 
 

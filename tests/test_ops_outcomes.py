@@ -68,7 +68,7 @@ def test_a_letter_whose_replay_would_be_a_dry_run_stays_in_place_and_the_exit_is
     assert dry.code == 0, dry.out + dry.err
     assert f"would leave in place {dead}/{batch}: dispatch_batch_job BATCH_ENDPOINT_URI" in dry.out
     assert f"would replay {dead}/{thumbs}" in dry.out
-    assert "would replay 1 dead-letter blobs, would leave in place 1, malformed 0" in dry.out
+    assert "would replay 1 dead-letter blob, would leave in place 1, malformed 0" in dry.out
 
     result = ops("replay-deadletters")  # app_env leaves BATCH_ENDPOINT_URI unset
     assert result.code == 2, result.out + result.err

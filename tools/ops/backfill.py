@@ -33,6 +33,7 @@ from tools.ops.progress import (
     EXIT_USAGE,
     Progress,
     Tally,
+    counted,
 )
 from tools.ops.session import Session
 from tools.routes import Route
@@ -268,7 +269,7 @@ class _Backfill:
 
     def report(self, run: _Run, path: Path, interrupted: bool) -> int:
         out, tally = self.out, run.tally
-        out.write(f"backfill summary ({run.listed} blobs listed):\n")
+        out.write(f"backfill summary ({counted(run.listed, 'blob')} listed):\n")
         for line in tally.summary():
             out.write(f"  {line}\n")
         if interrupted:
@@ -282,15 +283,15 @@ class _Backfill:
             return EXIT_USAGE
         if tally.not_final:
             out.write(
-                f"not final: {tally.not_final} events came to an outcome that only "
+                f"not final: {counted(tally.not_final, 'event')} came to an outcome that only "
                 f"{', '.join(sorted(tally.settings))} decided; set it and run the same command "
                 f"to do them (checkpoint {path})\n"
             )
             return EXIT_USAGE
         if tally.transient:
             out.write(
-                f"{tally.transient} transient failure{'' if tally.transient == 1 else 's'}: run "
-                f"the same command again to retry just those (checkpoint {path})\n"
+                f"{counted(tally.transient, 'transient failure')}: run the same command again "
+                f"to retry just those (checkpoint {path})\n"
             )
             return EXIT_TRANSIENT
         out.write("complete; checkpoint cleared\n")
@@ -319,19 +320,20 @@ class _Backfill:
         # are not, and a bare number would claim they were looked for.
         fail = f"would fail {plans[Plan.FAIL]}" + (" + not checked" if unchecked else "")
         self.out.write(
-            f"dry run summary ({run.listed} blobs listed): would process {would}, "
+            f"dry run summary ({counted(run.listed, 'blob')} listed): would process {would}, "
             f"already done {plans[Plan.DONE]}, {fail}, "
             f"would stay to do {plans[Plan.NOT_FINAL]}; nothing was written\n"
         )
         if unchecked:
             self.out.write(
-                f"not checked: the content of {unchecked} blobs (a dry run does not download "
-                "or decode them; one that is corrupt fails only in the real run)\n"
+                f"not checked: the content of {counted(unchecked, 'blob')} (a dry run does not "
+                "download or decode them; one that is corrupt fails only in the real run)\n"
             )
-        if plans[Plan.NOT_FINAL]:
+        if not_final := plans[Plan.NOT_FINAL]:
             self.out.write(
-                f"not final: {plans[Plan.NOT_FINAL]} events depend on a setting that is not "
-                "set (see their lines); a real run keeps them in its checkpoint and exits 2\n"
+                f"not final: {counted(not_final, 'event')} "
+                f"{'depends' if not_final == 1 else 'depend'} on a setting that is not set (see "
+                "their lines); a real run keeps them in its checkpoint and exits 2\n"
             )
         return EXIT_OK
 

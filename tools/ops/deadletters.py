@@ -32,6 +32,7 @@ from tools.ops.progress import (
     EXIT_TRANSIENT,
     EXIT_USAGE,
     Tally,
+    counted,
 )
 from tools.ops.session import Session
 from tools.routes import Route, Routes
@@ -248,7 +249,8 @@ class _Replay:
         out, blobs, tally = self.out, self.blobs, self.tally
         if self.options.dry_run:
             out.write(
-                f"dry run summary: would replay {blobs['would replay']} dead-letter blobs, "
+                "dry run summary: would replay "
+                f"{counted(blobs['would replay'], 'dead-letter blob')}, "
                 f"would leave in place {blobs['would leave in place']}, "
                 f"malformed {blobs['malformed']}; nothing was written\n"
             )
@@ -268,7 +270,8 @@ class _Replay:
             return EXIT_USAGE
         if blobs["not final"]:
             out.write(
-                f"not final: {blobs['not final']} dead-letter blobs stay in place until "
+                f"not final: {counted(blobs['not final'], 'dead-letter blob')} "
+                f"{'stays' if blobs['not final'] == 1 else 'stay'} in place until "
                 f"{', '.join(sorted(tally.settings))} is set; then replay again\n"
             )
             return EXIT_USAGE

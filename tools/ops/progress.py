@@ -20,6 +20,12 @@ PERMANENT = frozenset({"failed"})
 
 _MAX_LISTED_FAILURES = 20
 
+
+def counted(number: int, noun: str) -> str:
+    """``1 blob``, ``2 blobs``: a count with its noun in the right number."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 EXIT_OK = 0
 EXIT_TRANSIENT = 1  # something failed in a way a later run can fix: run the command again
 EXIT_USAGE = 2  # bad arguments or app settings: nothing (more) was attempted, or some work
