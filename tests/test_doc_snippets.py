@@ -240,6 +240,24 @@ def test_every_mark_is_one_of_the_few_and_where_it_belongs() -> None:
     assert problems == []
 
 
+def test_no_command_hides_in_a_block_the_test_does_not_run() -> None:
+    # Another shell's language (zsh, powershell ...) or a "$ " transcript in a plain block
+    # would escape the live run; such a block must be one of the shells above, or marked.
+    others = {"", "mermaid", "json", "python", "bicep", "text", "yaml"}
+    problems = [
+        f"{block.where}: a {block.language!r} block"
+        for block in all_blocks()
+        if block.language not in SHELLS | others
+    ]
+    problems += [
+        f"{block.where}: a plain block with a '$ ' command: make it a console block"
+        for block in all_blocks()
+        if block.language in others
+        and any(line.startswith("$ ") for line in block.text.splitlines())
+    ]
+    assert problems == []
+
+
 def test_the_blocks_not_run_are_exactly_the_listed_few() -> None:
     marked = {(b.page, b.first_command) for b in all_blocks() if b.kind == NOT_RUN}
     assert marked == set(NOT_RUN_BLOCKS)
