@@ -6,7 +6,7 @@ before their fence:
     needs a subscription and a signed-in ``az``/``azd``: skipped. The block must call one.
 ``<!-- not-run: <reason> -->``
     runs until it is stopped, or is this suite itself: skipped. Each one is listed, with why,
-    in NOT_RUN below, so a new one cannot slip in.
+    in NOT_RUN_BLOCKS below, so a new one cannot slip in.
 ``<!-- loop-output -->``
     on a plain (language-less) block: what the running ``make run`` prints after the blocks
     before it. Not skipped but checked: each of its lines must show up in the loop's output.
@@ -19,7 +19,7 @@ project folder, in the environment of a new second shell: PATH, a scratch HOME, 
 OPS_ENV_FILE naming the ops.env of this test's own ``make run``. That loop runs as the pages
 say (``make run ARGS="--batch-endpoint local"``, samples included), on free ports and with its
 own state folder so that it never meets a developer's ``make run`` on port 10000; OPS_ENV_FILE
-is how the ops commands and the snippets find it, where a user's find ``.local/ops.env``.
+is how the ops commands and the snippets find its ops.env, as a user's find ``.local/ops.env``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ NOT_RUN_BLOCKS = {
     ("docs/local-loop.md", "cp local.settings.json.sample local.settings.json"): "func start "
     "needs Azure Functions Core Tools, which cannot be installed here, and runs until stopped",
 }
-# How the loop is started: what the pages say, plus what keeps it apart from a developer's.
+# How the loop is started: what the pages say (in-process even where `func` is on PATH, so the
+# run does not depend on the machine), plus, in _make_run, what keeps it apart from a
+# developer's.
 LOOP_ARGS = ("--batch-endpoint", "local", "--delivery", "inprocess")
 BLOCK_SECONDS = 90
 _FENCE = re.compile(r"^```(\S*)\s*$")
