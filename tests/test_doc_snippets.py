@@ -1,6 +1,6 @@
-"""Every shell block of README.md and docs/*.md runs as written against a live ``make run``,
-so a snippet cannot rot; the few that cannot run here say so with a mark on the line right
-before their fence:
+"""Every shell block of README.md, the other top-level pages, docs/ and the GitHub templates
+runs as written against a live ``make run``, so a snippet cannot rot; the few that cannot run
+here say so with a mark on the line right before their fence:
 
 ``<!-- needs-azure -->``
     needs a subscription and a signed-in ``az``/``azd``: skipped. The block must call one.
@@ -53,6 +53,7 @@ LOOP_OUTPUT = "loop-output"
 NOT_RUN_BLOCKS = {
     ("README.md", "make run"): "make run runs until Ctrl-C (the test starts its own, below), "
     "and make test is the suite this test is part of",
+    ("CONTRIBUTING.md", "make run"): "the same two commands as README.md's quick start",
     ("docs/local-loop.md", "cp local.settings.json.sample local.settings.json"): "func start "
     "needs Azure Functions Core Tools, which cannot be installed here, and runs until stopped",
 }
@@ -122,7 +123,14 @@ def blocks_of(text: str, page: str) -> list[Block]:
 
 
 def pages() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    """README.md, its neighbours (CONTRIBUTING.md ...), the docs, the GitHub templates: the
+    pages tests/test_docs.py checks."""
+    return [
+        ROOT / "README.md",
+        *sorted(page for page in ROOT.glob("*.md") if page.name != "README.md"),
+        *sorted((ROOT / "docs").rglob("*.md")),
+        *sorted((ROOT / ".github").rglob("*.md")),
+    ]
 
 
 def all_blocks() -> list[Block]:
