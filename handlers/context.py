@@ -21,6 +21,7 @@ from handlers.batch_client import BatchJobClient
 from handlers.batch_ledger import ClaimWait
 from handlers.credentials import AppCredential
 from handlers.events import AccountEndpoint
+from handlers.memory import DecodeBudget, shared
 from handlers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,10 @@ class AppContext:
     """Settings plus the clients built from them, each created on first use and then shared.
 
     ``storage_retry`` and ``claim_wait`` are the process's policies for riding out storage
-    errors and for waiting on another delivery's claim; the defaults are production's, and a
-    caller that needs other timings (a test, a tool) passes its own rather than changing them.
+    errors and for waiting on another delivery's claim, ``decode_budget`` the budget image
+    decodes take their memory from (by default the process-wide one of
+    THUMBNAIL_DECODE_BUDGET_MB); the defaults are production's, and a caller that needs other
+    timings (a test, a tool) passes its own rather than changing them.
     """
 
     def __init__(
@@ -55,9 +58,11 @@ class AppContext:
         *,
         storage_retry: StorageRetry | None = None,
         claim_wait: ClaimWait | None = None,
+        decode_budget: DecodeBudget | None = None,
     ) -> None:
         self.settings = settings
         self.claim_wait = claim_wait or ClaimWait()
+        self.decode_budget = decode_budget or shared(settings.thumbnail_decode_budget_mb)
         self._storage_retry = storage_retry
         self._credential = credential
         self._blob_service: BlobServiceClient | None = None

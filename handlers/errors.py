@@ -4,7 +4,8 @@ BlobEventError
 ├── PermanentError          retrying cannot help: log the reason, return normally
 │   ├── InvalidEventError   the event JSON is malformed or names a blob we must not touch
 │   ├── InvalidBlobError    the blob's name or bytes cannot be processed (corrupt, ...)
-│   │   └── NotAnImageError the bytes are no image at all: create_thumbnail ignores it
+│   │   ├── NotAnImageError the bytes are no image at all: create_thumbnail ignores it
+│   │   └── TooLargeToDecodeError  decoding it needs more than the whole decode budget
 │   ├── SourceGoneError     the blob was deleted before we read it
 │   ├── DispatchRejectedError  the batch endpoint refused the job (4xx other than 408/429)
 │   └── OutcomeUnknownError    the endpoint may have started the job but never answered;
@@ -12,6 +13,7 @@ BlobEventError
 ├── TransientError          retrying can help: raise, so Event Grid retries and dead-letters
 │   ├── StorageUnavailableError  storage answered 5xx, timed out or dropped the connection
 │   ├── DispatchUnavailableError the batch endpoint answered 408/429/5xx or was unreachable
+│   ├── DecodeBusyError          other decodes held the decode budget for the whole wait
 │   └── DispatchInProgressError  another delivery of the same blob version holds the claim
 └── ConfigurationError      an app setting is missing or invalid: raise, so events wait in
                             Event Grid's retries (and then the dead-letter container)
@@ -40,6 +42,10 @@ class InvalidBlobError(PermanentError):
 class NotAnImageError(InvalidBlobError):
     """The blob is not an image in any supported format (a text file, a PDF, ...), rather than
     a broken one: not this app's to thumbnail, so it is ignored rather than failed."""
+
+
+class TooLargeToDecodeError(InvalidBlobError):
+    """Decoding the image needs more memory than THUMBNAIL_DECODE_BUDGET_MB allows at all."""
 
 
 class SourceGoneError(PermanentError):
@@ -87,6 +93,10 @@ class StorageUnavailableError(TransientError):
 
 class DispatchUnavailableError(TransientError):
     """The batch endpoint (or its token endpoint) failed in a way that may pass."""
+
+
+class DecodeBusyError(TransientError):
+    """The decode budget stayed too full to take this image within the wait."""
 
 
 class DispatchInProgressError(TransientError):

@@ -5,22 +5,29 @@ skip work: JPEG decodes at 1/2..1/8 scale (draft mode) and HEIF decodes its embe
 thumbnail instead of the full image when that one is at least twice the target size. That
 is what keeps a 24-megapixel JPEG or a 12-megapixel iPhone photo cheap. Colour conversion
 (``handlers.colour``) and the orientation come after the resize, on a few thousand pixels.
+
+Before the first pixel is decoded, ``decode_cost`` predicts from the header what the decode
+and resize will hold at once, and that much is reserved in the process's decode budget
+(``handlers.memory``) until the full-size buffers are freed.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
 
 import pillow_heif
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
+from handlers import memory
 from handlers.colour import to_srgb
 from handlers.errors import InvalidBlobError, NotAnImageError
+from handlers.memory import DecodeBudget
 from handlers.nclx import source_profile
 from handlers.settings import THUMBNAIL_FORMATS
 
@@ -78,6 +85,11 @@ _BRANDS = {
     b"mif1": "HEIF/AVIF",
     b"msf1": "HEIF/AVIF",
 }
+# Bytes a decode holds beyond its pixels: the decoders' state (libjpeg's and zlib's buffers,
+# libtiff's strips) and Python objects. A JPEG draft decode measured 2-4 MB over its pixels.
+DECODE_SLACK = 8 * memory.MiB
+# Unbudgeted callers (tools, the bench's bare comparisons) count into a budget that is off.
+_UNBUDGETED = DecodeBudget(0)
 # Errors Pillow and pillow-heif raise on corrupt or truncated data.
 _DECODE_ERRORS = (
     OSError,
@@ -102,13 +114,20 @@ class Thumbnail:
     note: str | None = None  # something the caller should report once (an ignored profile)
 
 
-def make_thumbnail(data: bytes, size: int, max_pixels: int, output: str = "auto") -> Thumbnail:
+def make_thumbnail(
+    data: bytes,
+    size: int,
+    max_pixels: int,
+    output: str = "auto",
+    budget: DecodeBudget | None = None,
+) -> Thumbnail:
     """Return a thumbnail whose longest side is at most ``size``; never upscales.
 
     ``output`` is THUMBNAIL_FORMAT: ``auto`` (JPEG, or PNG when anything is transparent),
     ``webp`` (lossy, alpha kept), ``jpeg`` (transparency flattened on white) or ``png``.
     The pixels are sRGB and carry no profile. Raises InvalidBlobError for empty,
-    unsupported, corrupt or oversized images.
+    unsupported, corrupt or oversized images. With a ``budget``, the decode waits for room
+    in it (DecodeBusyError when none comes) or is refused (TooLargeToDecodeError).
     """
     if output not in THUMBNAIL_FORMATS:
         raise ValueError(f"output must be one of {THUMBNAIL_FORMATS}, not {output!r}")
@@ -119,12 +138,27 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int, output: str = "auto"
         source_format = str(image.format)
         source_size = image.size
         try:
-            orientation = _orientation(image)
+            # Headers and boxes only, before the draft can replace them with a thumbnail's.
             icc_profile, colour_note = source_profile(image, data)  # ICC, or from nclx
             if image.format == "HEIF":
                 _use_embedded_thumbnail(image, size)
-            working = _before_resize(image)
-            working.thumbnail((size, size))
+            what = f"{source_size[0]}x{source_size[1]} {image.mode} {source_format}"
+            with (budget or _UNBUDGETED).reserve(decode_cost(image, size), what):
+                working = image
+                try:
+                    # Reading a PNG's EXIF decodes the whole image (the chunk may follow
+                    # the pixels), so even this comes under the reservation.
+                    orientation = _orientation(image)
+                    working = _before_resize(image)
+                    working.thumbnail((size, size))
+                except BaseException:
+                    working.close()
+                    image.close()
+                    raise
+                if working is not image:
+                    # Free the full-size pixels before the reservation ends: leaving the
+                    # with block only closes the file, the pixels stay until collected.
+                    image.close()
             working, note = to_srgb(working, icc_profile)
             note = note or colour_note
             working = _after_resize(working)
@@ -147,6 +181,71 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int, output: str = "auto"
         source_size=source_size,
         note=note,
     )
+
+
+def decode_cost(image: Image.Image, size: int) -> int:
+    """Bytes that decoding ``image`` (opened, not loaded) and resizing it to ``size`` hold at
+    the peak, predicted from the header: pixels times the bytes per pixel of the full-size
+    buffers alive at once, plus DECODE_SLACK."""
+    width, height = _decoded_size(image, size)
+    stored = memory.pixel_bytes(image.mode)
+    decoding = stored + _decoder_bytes_per_pixel(image)
+    resizing = stored + _copies_bytes_per_pixel(image)
+    return math.ceil(width * height * max(decoding, resizing)) + DECODE_SLACK
+
+
+def _decoded_size(image: Image.Image, size: int) -> tuple[int, int]:
+    """The size the decoder will produce. JPEG decodes at the draft scale that
+    ``thumbnail()`` asks for, twice the box (Pillow's JpegImageFile.draft: the largest of
+    1/8, 1/4, 1/2 that still covers it); every other format decodes at full size (HEIF's
+    embedded thumbnail is already chosen, and its size is the image's)."""
+    width, height = image.size
+    single_tile = isinstance(image, ImageFile.ImageFile) and len(image.tile) == 1
+    if image.format not in ("JPEG", "MPO") or not single_tile or size >= max(width, height):
+        return width, height
+    scale = min(width // (2 * size), height // (2 * size))
+    step = next((s for s in (8, 4, 2) if scale >= s), 1)
+    return (width + step - 1) // step, (height + step - 1) // step
+
+
+def _copies_bytes_per_pixel(image: Image.Image) -> float:
+    """Bytes per pixel of the full-size copies ``_before_resize`` and ``thumbnail()`` make
+    while the decoded image is alive. Pillow's resize premultiplies RGBA and LA into a
+    copy (RGBa, La) first."""
+    mode = image.mode
+    transparent = "transparency" in image.info
+    if mode == "1":
+        return 1  # + L
+    if mode == "P":
+        return 8 if transparent else 4  # + RGBA and its premultiplied copy, or + RGB
+    if mode.startswith("I") or mode == "F":
+        return 9  # + I, + the scaled I, + L
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return 8  # + LA or RGBA, + its premultiplied copy
+    if mode == "RGBA":
+        return 4  # + RGBa
+    if mode in ("L", "RGB") and transparent:
+        return 8  # + LA or RGBA, + its premultiplied copy
+    return 0
+
+
+def _decoder_bytes_per_pixel(image: Image.Image) -> float:
+    """Bytes per pixel the decoding library holds beside Pillow's image while it decodes,
+    measured on this stack (bench ``memory``): libheif keeps the YCbCr planes (1.5 bytes a
+    pixel at 8 bits, 3 above), an alpha plane and the interleaved RGB(A) it hands over;
+    libavif (with dav1d) the YUV planes and an RGBA conversion buffer; libwebp its canvas,
+    its work buffers and the frame Pillow copies from. PNG, TIFF, BMP, GIF and JPEG decode
+    straight into Pillow's image."""
+    bands = len(image.getbands())
+    if image.format == "HEIF":
+        deep = int(image.info.get("bit_depth") or 8) > 8
+        alpha = (2 if deep else 1) if "A" in image.getbands() else 0
+        return (3 if deep else 1.5) + alpha + bands
+    if image.format == "AVIF":
+        return 7.5
+    if image.format == "WEBP":
+        return 12.5
+    return 0
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

@@ -22,7 +22,7 @@ Work = Callable[[BlobCreated, AppContext], Outcome]
 
 
 def _thumbnail(event: BlobCreated, ctx: AppContext) -> Outcome:
-    return thumbnails.create_thumbnail(event, ctx.blob_service, ctx.settings)
+    return thumbnails.create_thumbnail(event, ctx.blob_service, ctx.settings, ctx.decode_budget)
 
 
 def _batch(event: BlobCreated, ctx: AppContext) -> Outcome:

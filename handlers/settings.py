@@ -26,6 +26,7 @@ SETTINGS: dict[str, str] = {
     "THUMBNAIL_MAX_PIXELS": "Larger source images are refused (decompression-bomb guard).",
     "THUMBNAIL_MAX_BYTES": "Larger source blobs are refused without being downloaded.",
     "THUMBNAIL_FORMAT": "auto (JPEG, or PNG when transparent), webp, jpeg or png.",
+    "THUMBNAIL_DECODE_BUDGET_MB": "Decoded image bytes the process holds at once; 0 turns it off.",
     "DISPATCH_LEDGER_CONTAINER": "Container of the batch dispatch ledger (one blob per version).",
     "DEADLETTER_CONTAINER": "Container Event Grid dead-letters into; never processed.",
     "BATCH_ENDPOINT_URI": "Scoring URI of the batch endpoint; unset means dry-run.",
@@ -51,6 +52,7 @@ DEFAULTS: dict[str, str] = {
     "THUMBNAIL_MAX_PIXELS": "150000000",
     "THUMBNAIL_MAX_BYTES": "268435456",
     "THUMBNAIL_FORMAT": "auto",
+    "THUMBNAIL_DECODE_BUDGET_MB": "1024",  # handlers.memory.INSTANCE_SIZING[2048]
     "DISPATCH_LEDGER_CONTAINER": "batch-dispatch",
     "DEADLETTER_CONTAINER": "deadletter",
     "BATCH_INPUT_NAME": "input_data",
@@ -105,6 +107,7 @@ class Settings:
     thumbnail_max_pixels: int
     thumbnail_max_bytes: int
     thumbnail_format: str  # one of THUMBNAIL_FORMATS
+    thumbnail_decode_budget_mb: int  # 0: no budget
     ledger_container: str
     deadletter_container: str
     batch: BatchSettings
@@ -147,6 +150,9 @@ class Settings:
                 "THUMBNAIL_MAX_BYTES", get("THUMBNAIL_MAX_BYTES"), 1, 4 * 1024**3
             ),
             thumbnail_format=_thumbnail_format(get("THUMBNAIL_FORMAT")),
+            thumbnail_decode_budget_mb=_integer(
+                "THUMBNAIL_DECODE_BUDGET_MB", get("THUMBNAIL_DECODE_BUDGET_MB"), 0, 65536
+            ),
             ledger_container=output_names["DISPATCH_LEDGER_CONTAINER"],
             deadletter_container=output_names["DEADLETTER_CONTAINER"],
             batch=_batch(values, get),

@@ -28,6 +28,7 @@ from handlers.errors import (
 )
 from handlers.events import MAX_BLOB_NAME, BlobCreated
 from handlers.images import EMPTY, Thumbnail, make_thumbnail
+from handlers.memory import DecodeBudget, shared
 from handlers.outcomes import Outcome
 from handlers.settings import Settings
 from handlers.storage import quoted_etag, storage_errors, with_container
@@ -82,8 +83,14 @@ def check_event(event: BlobCreated, settings: Settings) -> None:
         raise InvalidBlobError(EMPTY)
 
 
-def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: Settings) -> Outcome:
-    """Make and store the thumbnail for the blob version ``event`` announces."""
+def create_thumbnail(
+    event: BlobCreated,
+    service: BlobServiceClient,
+    settings: Settings,
+    budget: DecodeBudget | None = None,
+) -> Outcome:
+    """Make and store the thumbnail for the blob version ``event`` announces; the decode
+    takes its bytes from ``budget`` (by default the process's THUMBNAIL_DECODE_BUDGET_MB)."""
     check_event(event, settings)
     name = thumbnail_name(event.container, event.blob_name)
     container = service.get_container_client(settings.thumbnail_container)
@@ -107,6 +114,7 @@ def create_thumbnail(event: BlobCreated, service: BlobServiceClient, settings: S
                     settings.thumbnail_size,
                     settings.thumbnail_max_pixels,
                     settings.thumbnail_format,
+                    budget or shared(settings.thumbnail_decode_budget_mb),
                 )
             except NotAnImageError as exc:
                 return Outcome("ignored", str(exc))

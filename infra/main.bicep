@@ -95,7 +95,7 @@ param dataStorageHierarchicalNamespace bool = false
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
-@description('Optional. Memory of each function instance in MB.')
+@description('Optional. Memory of each function instance in MB; it also sets the decode budget (THUMBNAIL_DECODE_BUDGET_MB) and the per-instance concurrency.')
 @allowed([
   512
   2048
@@ -417,6 +417,28 @@ module dataEndpoints 'modules/storage-private-endpoint.bicep' = [
   }
 ]
 
+// What each instance size gets, both from instanceMemoryMB so that they cannot disagree: the
+// decode budget (decoded image bytes the worker holds at once, THUMBNAIL_DECODE_BUDGET_MB)
+// and the events one instance runs at once. Budget / concurrency (32-64 MB) is what every
+// event can decode without waiting; the rest of the instance is for the host, the worker and
+// the blobs in flight. handlers/memory.py (INSTANCE_SIZING) holds the same table and
+// tests/test_infra_memory.py checks that they agree; docs/memory-budget.md explains it.
+var instanceSizing = {
+  '512': {
+    decodeBudgetMB: 128
+    perInstanceConcurrency: 4
+  }
+  '2048': {
+    decodeBudgetMB: 1024
+    perInstanceConcurrency: 16
+  }
+  '4096': {
+    decodeBudgetMB: 2048
+    perInstanceConcurrency: 32
+  }
+}
+var sizing = instanceSizing[string(instanceMemoryMB)]
+
 // Every setting handlers/settings.py reads, except DATA_STORAGE (a connection string, local
 // runs only) and DATA_STORAGE__accountName (an alternative to blobServiceUri).
 var appSettings = {
@@ -428,6 +450,7 @@ var appSettings = {
   THUMBNAIL_MAX_PIXELS: string(thumbnailMaxPixels)
   THUMBNAIL_MAX_BYTES: string(thumbnailMaxBytes)
   THUMBNAIL_FORMAT: thumbnailFormat
+  THUMBNAIL_DECODE_BUDGET_MB: string(sizing.decodeBudgetMB)
   DISPATCH_LEDGER_CONTAINER: containers.dispatchLedger
   DEADLETTER_CONTAINER: containers.deadLetter
   BATCH_ENDPOINT_URI: batchEndpointUri
@@ -464,6 +487,7 @@ module functionApp 'modules/function-app.bicep' = {
     pythonVersion: '3.11'
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    perInstanceConcurrency: sizing.perInstanceConcurrency
     zoneRedundant: zoneRedundant
     virtualNetworkSubnetId: networkIsolation ? network.outputs.appSubnetId : ''
   }

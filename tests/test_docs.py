@@ -200,6 +200,8 @@ _REWRITTEN = (
     "export DATA_STORAGE=",
     ".venv/bin/python -m tools.ops backfill --container images --dry-run",
     "1 transient failure",  # the summary counts in the singular, as `ops jobs` does
+    # Issue 16: instanceMemoryMB also sets the decode budget and the per-instance concurrency.
+    "| `instanceMemoryMB` | `2048` | Instance memory",
 )
 
 

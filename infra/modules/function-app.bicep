@@ -57,6 +57,11 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@description('Optional. Events one instance runs at once (scaleAndConcurrency.triggers.http.perInstanceConcurrency); main.bicep derives it from instanceMemoryMB with the decode budget.')
+@minValue(1)
+@maxValue(1000)
+param perInstanceConcurrency int = 16
+
 @description('Optional. Spread the instances over availability zones; only in regions that offer zone-redundant Flex Consumption.')
 param zoneRedundant bool = false
 
@@ -145,6 +150,13 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // Event Grid delivers over HTTP (the runtime's webhook); this is the only
+        // per-instance concurrency Flex Consumption takes (docs/memory-budget.md).
+        triggers: {
+          http: {
+            perInstanceConcurrency: perInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
