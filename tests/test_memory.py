@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from handlers import memory
-from handlers.context import AppContext, reset_context
+from handlers.context import AppContext, get_context, reset_context
 from handlers.errors import (
     DecodeBusyError,
     InvalidBlobError,
@@ -333,3 +333,37 @@ def test_handler_releases_after_a_corrupt_image(app: Any) -> None:
     outcome = outcome_of("create_thumbnail", event, app.context(budget))
     assert outcome.status == "failed" and "truncated" in outcome.detail
     assert budget.peak == PNG_COST and budget.in_use == 0
+
+
+@pytest.mark.azurite
+def test_handler_with_the_budget_set_to_zero_decodes_what_a_small_budget_refuses(
+    app: Any, containers: dict[str, str], blob_service: Any
+) -> None:
+    data = png()
+    os.environ["THUMBNAIL_DECODE_BUDGET_MB"] = "2"
+    reset_context()
+    refused = outcome_of("create_thumbnail", app.upload("big/refused.png", data))
+    assert refused.status == "failed" and "THUMBNAIL_DECODE_BUDGET_MB" in refused.detail
+
+    os.environ["THUMBNAIL_DECODE_BUDGET_MB"] = "0"  # off, read from the settings
+    reset_context()
+    outcome = outcome_of("create_thumbnail", app.upload("big/unlimited.png", data))
+    assert outcome.status == "written", outcome.detail
+    thumbnails = blob_service.get_container_client(containers["thumbnails"])
+    made = [blob.name for blob in thumbnails.list_blobs()]
+    assert made == [f"{containers['images']}/big/unlimited.png"]
+    budget = get_context().decode_budget
+    assert budget is memory.shared(0) and not budget.enabled and budget.in_use == 0
+
+
+@pytest.mark.azurite
+def test_handler_counts_a_jpeg_at_its_draft_size(app: Any) -> None:
+    """A 12-megapixel JPEG is 48 MB at full size; its draft decode fits in 16 MB."""
+    budget = DecodeBudget(16 * MiB, wait_seconds=0)
+    data = gen.encode(gen.halves((4000, 3000)), "JPEG")
+    outcome = outcome_of("create_thumbnail", app.upload("big/draft.jpg", data), app.context(budget))
+    assert outcome.status == "written", outcome.detail
+    assert 0 < budget.peak < 16 * MiB and budget.in_use == 0
+    same_as_png = app.upload("big/full.png", gen.encode(gen.halves((4000, 3000)), "PNG"))
+    refused = outcome_of("create_thumbnail", same_as_png, app.context(budget))
+    assert refused.status == "failed" and "THUMBNAIL_DECODE_BUDGET_MB" in refused.detail
