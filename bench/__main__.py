@@ -1,7 +1,10 @@
 """``make bench``: every benchmark against its baselines, in one run; prints each table and
 rewrites bench/RESULTS.md with the figures, the machine and how to reproduce them.
 
-    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking,crop]
+    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking,crop,memory]
+
+A run of some parts only (``--only``) replaces those parts' tables and target lines in
+RESULTS.md and leaves the rest as the last full run wrote it.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import crop, dispatch, end_to_end, thumbs, tracking
+from bench import crop, dispatch, end_to_end, memory, thumbs, tracking
 from bench.common import ROOT, Table, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PASSTHROUGH = ROOT / "bench" / "RESULTS-passthrough.md"
-ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop")
+ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop", "memory")
 
 
 def log(message: str) -> None:
@@ -141,14 +144,70 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(tables[-1].markdown() + "\n", flush=True)
 
+    if "memory" in chosen:
+        log(f"7. decode budget, {memory.CONCURRENT} concurrent 100 MP decodes ...")
+        from handlers.settings import DEFAULTS
+
+        default_mb = int(DEFAULTS["THUMBNAIL_DECODE_BUDGET_MB"])
+        budget_runs = memory.run(log)
+        tables.append(memory.table(budget_runs, default_mb))
+        verdicts += memory.verdicts(budget_runs, default_mb)
+        print(tables[-1].markdown() + "\n", flush=True)
+
     elapsed = time.perf_counter() - started
     log(f"done in {elapsed:.0f} s")
     if verdicts:
         print("Targets:\n" + "\n".join(verdicts))
-    if not args.no_write and not args.quick and set(chosen) == set(ALL):
-        RESULTS.write_text(render(info, tables, verdicts, elapsed), encoding="utf-8")
+    if not args.no_write and not args.quick:
+        if set(chosen) == set(ALL):
+            RESULTS.write_text(render(info, tables, verdicts, elapsed), encoding="utf-8")
+        elif RESULTS.exists():
+            when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            load = info["load average at start"]
+            for table in tables:
+                table.notes += [
+                    "",
+                    f"Measured by `python -m bench --only {args.only}` on {when} (load "
+                    f"average at its start {load}), apart from the full run above.",
+                ]
+            text = RESULTS.read_text(encoding="utf-8")
+            RESULTS.write_text(merge(text, tables, verdicts), encoding="utf-8")
+        else:
+            return 0
         log(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
+
+
+def _part(line: str) -> str:
+    """What a target line is about: its text up to the first colon ("- dispatch")."""
+    return line.split(":", 1)[0]
+
+
+def merge(text: str, tables: list[Table], verdicts: list[str]) -> str:
+    """RESULTS.md with these tables and target lines in place of their earlier versions (a
+    table by its number, a target line by its part), new ones added at the end of their
+    section."""
+    lines = text.splitlines()
+    parts = {_part(line) for line in verdicts}
+    targets = lines.index("## Targets")
+    end = next(i for i in range(targets + 1, len(lines)) if lines[i].startswith("## "))
+    kept = [line for line in lines[targets + 1 : end] if line and _part(line) not in parts]
+    lines[targets + 1 : end] = ["", *kept, *verdicts, ""]
+    for table in tables:
+        number = table.title.split(" ", 1)[0]
+        block = [*table.markdown().splitlines(), ""]
+        start = next((i for i, line in enumerate(lines) if line.startswith(f"### {number} ")), None)
+        if start is None:
+            start = stop = next(
+                i for i, line in enumerate(lines) if line.startswith("## The local event source")
+            )
+        else:
+            stop = next(
+                (i for i in range(start + 1, len(lines)) if lines[i].startswith(("### ", "## "))),
+                len(lines),
+            )
+        lines[start:stop] = block
+    return "\n".join(lines) + "\n"
 
 
 def render(info: dict[str, str], tables: list[Table], verdicts: list[str], elapsed: float) -> str:

@@ -202,6 +202,8 @@ _REWRITTEN = (
     "1 transient failure",  # the summary counts in the singular, as `ops jobs` does
     # Issue 16: instanceMemoryMB also sets the decode budget and the per-instance concurrency.
     "| `instanceMemoryMB` | `2048` | Instance memory",
+    # Issue 16: the decode budget's two failures in the outcome table.
+    "| `retry` (logged at WARNING, then raised) | a **transient** failure",
 )
 
 
