@@ -40,6 +40,8 @@ def test_empty_values_mean_unset() -> None:
         ("THUMBNAIL_SIZE", "big", "not a whole number"),
         ("THUMBNAIL_SIZE", "4", "outside 16..2048"),
         ("THUMBNAIL_MAX_PIXELS", "0", "outside"),
+        ("THUMBNAIL_DECODE_BUDGET_MB", "-1", "outside 0..65536"),
+        ("THUMBNAIL_DECODE_BUDGET_MB", "1 GB", "not a whole number"),
         ("THUMBNAIL_FORMAT", "gif", "'gif' is not one of auto, webp, jpeg, png"),
         ("THUMBNAIL_FORMAT", "avif", "not one of auto, webp, jpeg, png"),
         ("THUMBNAIL_CONTAINER", "Thumbs", "not a container name"),
