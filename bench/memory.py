@@ -217,6 +217,7 @@ def _predicted_need(bodies: dict[str, bytes]) -> int:
     from PIL import Image
 
     from handlers import images as app_images
+    from handlers.decode_cost import decode_cost
 
     total = 0
     for data in bodies.values():
@@ -224,7 +225,7 @@ def _predicted_need(bodies: dict[str, bytes]) -> int:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 100 MP, on purpose
             image = Image.open(io.BytesIO(data), formats=app_images.FORMATS)
         with image:
-            total += PER_FORMAT * app_images.decode_cost(image, 128)
+            total += PER_FORMAT * decode_cost(image, 128)
     return total
 
 

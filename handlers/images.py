@@ -9,27 +9,30 @@ is what keeps a 24-megapixel JPEG or a 12-megapixel iPhone photo cheap. Colour c
 Before the first pixel is decoded, ``decode_cost`` predicts from the header what the decode
 and resize will hold at once, and that much is reserved in the process's decode budget
 (``handlers.memory``) until the full-size buffers are freed.
+
+Animated GIF and WebP sources become animated WebP (``handlers.animation``) unless a still
+format is asked for.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
 
 import pillow_heif
-from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
-from handlers import memory
+from handlers.animation import animated_thumbnail, is_animated
 from handlers.colour import to_srgb
+from handlers.decode_cost import decode_cost
 from handlers.errors import InvalidBlobError, NotAnImageError
 from handlers.memory import DecodeBudget
 from handlers.nclx import source_profile
-from handlers.settings import THUMBNAIL_FORMATS
+from handlers.settings import DEFAULTS, THUMBNAIL_FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF")
 EMPTY = "the blob is empty (0 bytes)"
 JPEG_QUALITY = 85
 WEBP_QUALITY = 80  # libwebp's lossy scale: about what JPEG's 85 looks like, in fewer bytes
+# THUMBNAIL_FORMAT values that keep an animation; jpeg and png take the first frame.
+ANIMATED_OUTPUTS = ("auto", "webp")
 # Where JPEG (which has no alpha) flattens transparent pixels.
 _BACKGROUND = (255, 255, 255)
 # Formats whose EXIF orientation tag is what turns the stored pixels upright. HEIF is not
@@ -85,9 +90,6 @@ _BRANDS = {
     b"mif1": "HEIF/AVIF",
     b"msf1": "HEIF/AVIF",
 }
-# Bytes a decode holds beyond its pixels: the decoders' state (libjpeg's and zlib's buffers,
-# libtiff's strips) and Python objects. A JPEG draft decode measured 2-4 MB over its pixels.
-DECODE_SLACK = 8 * memory.MiB
 # Unbudgeted callers (tools, the bench's bare comparisons) count into a budget that is off.
 _UNBUDGETED = DecodeBudget(0)
 # Errors Pillow and pillow-heif raise on corrupt or truncated data.
@@ -120,11 +122,15 @@ def make_thumbnail(
     max_pixels: int,
     output: str = "auto",
     budget: DecodeBudget | None = None,
+    *,
+    max_frames: int = int(DEFAULTS["THUMBNAIL_MAX_FRAMES"]),
 ) -> Thumbnail:
     """Return a thumbnail whose longest side is at most ``size``; never upscales.
 
     ``output`` is THUMBNAIL_FORMAT: ``auto`` (JPEG, or PNG when anything is transparent),
     ``webp`` (lossy, alpha kept), ``jpeg`` (transparency flattened on white) or ``png``.
+    Under ``auto`` and ``webp`` an animated GIF or WebP gives an animated WebP of at most
+    ``max_frames`` frames (THUMBNAIL_MAX_FRAMES; 1 keeps only the first frame, as a still).
     The pixels are sRGB and carry no profile. Raises InvalidBlobError for empty,
     unsupported, corrupt or oversized images. With a ``budget``, the decode waits for room
     in it (DecodeBusyError when none comes) or is refused (TooLargeToDecodeError).
@@ -138,6 +144,8 @@ def make_thumbnail(
         source_format = str(image.format)
         source_size = image.size
         try:
+            if output in ANIMATED_OUTPUTS and max_frames > 1 and is_animated(image):
+                return _animated(image, data, size, max_frames, budget or _UNBUDGETED)
             # Headers and boxes only, before the draft can replace them with a thumbnail's.
             icc_profile, colour_note = source_profile(image, data)  # ICC, or from nclx
             if image.format == "HEIF":
@@ -183,69 +191,31 @@ def make_thumbnail(
     )
 
 
-def decode_cost(image: Image.Image, size: int) -> int:
-    """Bytes that decoding ``image`` (opened, not loaded) and resizing it to ``size`` hold at
-    the peak, predicted from the header: pixels times the bytes per pixel of the full-size
-    buffers alive at once, plus DECODE_SLACK."""
-    width, height = _decoded_size(image, size)
-    stored = memory.pixel_bytes(image.mode)
-    decoding = stored + _decoder_bytes_per_pixel(image)
-    resizing = stored + _copies_bytes_per_pixel(image)
-    return math.ceil(width * height * max(decoding, resizing)) + DECODE_SLACK
+def _animated(
+    image: Image.Image, data: bytes, size: int, max_frames: int, budget: DecodeBudget
+) -> Thumbnail:
+    """Every frame through the still path's colour conversion and orientation; the frames
+    held at once are reserved in ``budget``."""
+    orientation = _orientation(image)
+    icc_profile, colour_note = source_profile(image, data)
+    notes = [colour_note] if colour_note else []
 
+    def finish(frame: Image.Image) -> Image.Image:
+        frame, note = to_srgb(frame, icc_profile)
+        if note and note not in notes:
+            notes.append(note)
+        return frame.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else frame
 
-def _decoded_size(image: Image.Image, size: int) -> tuple[int, int]:
-    """The size the decoder will produce. JPEG decodes at the draft scale that
-    ``thumbnail()`` asks for, twice the box (Pillow's JpegImageFile.draft: the largest of
-    1/8, 1/4, 1/2 that still covers it); every other format decodes at full size (HEIF's
-    embedded thumbnail is already chosen, and its size is the image's)."""
-    width, height = image.size
-    single_tile = isinstance(image, ImageFile.ImageFile) and len(image.tile) == 1
-    if image.format not in ("JPEG", "MPO") or not single_tile or size >= max(width, height):
-        return width, height
-    scale = min(width // (2 * size), height // (2 * size))
-    step = next((s for s in (8, 4, 2) if scale >= s), 1)
-    return (width + step - 1) // step, (height + step - 1) // step
-
-
-def _copies_bytes_per_pixel(image: Image.Image) -> float:
-    """Bytes per pixel of the full-size copies ``_before_resize`` and ``thumbnail()`` make
-    while the decoded image is alive. Pillow's resize premultiplies RGBA and LA into a
-    copy (RGBa, La) first."""
-    mode = image.mode
-    transparent = "transparency" in image.info
-    if mode == "1":
-        return 1  # + L
-    if mode == "P":
-        return 8 if transparent else 4  # + RGBA and its premultiplied copy, or + RGB
-    if mode.startswith("I") or mode == "F":
-        return 9  # + I, + the scaled I, + L
-    if mode in ("LA", "La", "PA", "RGBa"):
-        return 8  # + LA or RGBA, + its premultiplied copy
-    if mode == "RGBA":
-        return 4  # + RGBa
-    if mode in ("L", "RGB") and transparent:
-        return 8  # + LA or RGBA, + its premultiplied copy
-    return 0
-
-
-def _decoder_bytes_per_pixel(image: Image.Image) -> float:
-    """Bytes per pixel the decoding library holds beside Pillow's image while it decodes,
-    measured on this stack (bench ``memory``): libheif keeps the YCbCr planes (1.5 bytes a
-    pixel at 8 bits, 3 above), an alpha plane and the interleaved RGB(A) it hands over;
-    libavif (with dav1d) the YUV planes and an RGBA conversion buffer; libwebp its canvas,
-    its work buffers and the frame Pillow copies from. PNG, TIFF, BMP, GIF and JPEG decode
-    straight into Pillow's image."""
-    bands = len(image.getbands())
-    if image.format == "HEIF":
-        deep = int(image.info.get("bit_depth") or 8) > 8
-        alpha = (2 if deep else 1) if "A" in image.getbands() else 0
-        return (3 if deep else 1.5) + alpha + bands
-    if image.format == "AVIF":
-        return 7.5
-    if image.format == "WEBP":
-        return 12.5
-    return 0
+    result = animated_thumbnail(image, size, max_frames, WEBP_QUALITY, budget=budget, finish=finish)
+    return Thumbnail(
+        data=result.data,
+        content_type="image/webp",
+        width=result.width,
+        height=result.height,
+        source_format=str(image.format),
+        source_size=image.size,
+        note="; ".join([result.note, *notes]),
+    )
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

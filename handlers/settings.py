@@ -27,6 +27,7 @@ SETTINGS: dict[str, str] = {
     "THUMBNAIL_MAX_BYTES": "Larger source blobs are refused without being downloaded.",
     "THUMBNAIL_FORMAT": "auto (JPEG, or PNG when transparent), webp, jpeg or png.",
     "THUMBNAIL_DECODE_BUDGET_MB": "Decoded image bytes the process holds at once; 0 turns it off.",
+    "THUMBNAIL_MAX_FRAMES": "Frames kept of an animated GIF/WebP (the first ones); 1: a still.",
     "DISPATCH_LEDGER_CONTAINER": "Container of the batch dispatch ledger (one blob per version).",
     "DEADLETTER_CONTAINER": "Container Event Grid dead-letters into; never processed.",
     "BATCH_ENDPOINT_URI": "Scoring URI of the batch endpoint; unset means dry-run.",
@@ -53,6 +54,7 @@ DEFAULTS: dict[str, str] = {
     "THUMBNAIL_MAX_BYTES": "268435456",
     "THUMBNAIL_FORMAT": "auto",
     "THUMBNAIL_DECODE_BUDGET_MB": "1024",  # handlers.memory.INSTANCE_SIZING[2048]
+    "THUMBNAIL_MAX_FRAMES": "100",
     "DISPATCH_LEDGER_CONTAINER": "batch-dispatch",
     "DEADLETTER_CONTAINER": "deadletter",
     "BATCH_INPUT_NAME": "input_data",
@@ -64,6 +66,8 @@ DEFAULTS: dict[str, str] = {
 
 BATCH_INPUT_TYPES = ("UriFile", "UriFolder")
 THUMBNAIL_FORMATS = ("auto", "webp", "jpeg", "png")
+# Frames of an animation at most: each 128 px frame costs about 1-5 ms to decode and encode.
+MAX_FRAMES_CEILING = 1000
 # Pillow refuses any image over twice its MAX_IMAGE_PIXELS (89,478,485) whatever we allow.
 PILLOW_PIXEL_CEILING = 178_956_970
 _CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
@@ -108,6 +112,7 @@ class Settings:
     thumbnail_max_bytes: int
     thumbnail_format: str  # one of THUMBNAIL_FORMATS
     thumbnail_decode_budget_mb: int  # 0: no budget
+    thumbnail_max_frames: int  # of an animated source; 1: the first frame only
     ledger_container: str
     deadletter_container: str
     batch: BatchSettings
@@ -152,6 +157,9 @@ class Settings:
             thumbnail_format=_thumbnail_format(get("THUMBNAIL_FORMAT")),
             thumbnail_decode_budget_mb=_integer(
                 "THUMBNAIL_DECODE_BUDGET_MB", get("THUMBNAIL_DECODE_BUDGET_MB"), 0, 65536
+            ),
+            thumbnail_max_frames=_integer(
+                "THUMBNAIL_MAX_FRAMES", get("THUMBNAIL_MAX_FRAMES"), 1, MAX_FRAMES_CEILING
             ),
             ledger_container=output_names["DISPATCH_LEDGER_CONTAINER"],
             deadletter_container=output_names["DEADLETTER_CONTAINER"],

@@ -115,6 +115,7 @@ def create_thumbnail(
                     settings.thumbnail_max_pixels,
                     settings.thumbnail_format,
                     budget or shared(settings.thumbnail_decode_budget_mb),
+                    max_frames=settings.thumbnail_max_frames,
                 )
             except NotAnImageError as exc:
                 return Outcome("ignored", str(exc))

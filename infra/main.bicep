@@ -76,6 +76,11 @@ param thumbnailMaxBytes int = 268435456
 @allowed(['auto', 'webp', 'jpeg', 'png'])
 param thumbnailFormat string = 'auto'
 
+@description('Optional. Frames kept of an animated GIF or WebP (the first ones); 1 makes every thumbnail a still.')
+@minValue(1)
+@maxValue(1000)
+param thumbnailMaxFrames int = 100
+
 @description('Optional. Replication of the data account.')
 @allowed([
   'Standard_LRS'
@@ -451,6 +456,7 @@ var appSettings = {
   THUMBNAIL_MAX_BYTES: string(thumbnailMaxBytes)
   THUMBNAIL_FORMAT: thumbnailFormat
   THUMBNAIL_DECODE_BUDGET_MB: string(sizing.decodeBudgetMB)
+  THUMBNAIL_MAX_FRAMES: string(thumbnailMaxFrames)
   DISPATCH_LEDGER_CONTAINER: containers.dispatchLedger
   DEADLETTER_CONTAINER: containers.deadLetter
   BATCH_ENDPOINT_URI: batchEndpointUri

@@ -204,6 +204,9 @@ _REWRITTEN = (
     "| `instanceMemoryMB` | `2048` | Instance memory",
     # Issue 16: the decode budget's two failures in the outcome table.
     "| `retry` (logged at WARNING, then raised) | a **transient** failure",
+    # Issue 19: animated GIFs (and WebPs) now stay animated (docs/thumbnails.md, "Animated GIF
+    # and WebP").
+    "- **In**: JPEG, PNG, GIF (first frame), WebP,",
 )
 
 

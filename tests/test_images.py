@@ -40,7 +40,8 @@ OPAQUE = [
         (128, 128),
         "RGB",
     ),
-    ("gif", lambda: gen.gif_two_frames((256, 128)), (128, 64), "RGB"),
+    # A still GIF; an animated one becomes an animated WebP (tests/test_animation.py).
+    ("gif", lambda: gen.encode(gen.halves((256, 128)).convert("P"), "GIF"), (128, 64), "RGB"),
     ("webp", lambda: gen.encode(gen.halves((1000, 500)), "WEBP"), (128, 64), "RGB"),
     ("tiff", lambda: gen.encode(gen.halves((300, 600)), "TIFF"), (64, 128), "RGB"),
     ("bmp", lambda: gen.encode(gen.halves((256, 256)), "BMP"), (128, 128), "RGB"),
@@ -62,9 +63,20 @@ def test_colours_survive() -> None:
     assert close(image.getpixel((122, 40)), gen.BLUE)
 
 
-def test_gif_uses_the_first_frame() -> None:
-    _, image = thumb(gen.gif_two_frames((256, 128)))
-    assert close(image.getpixel((64, 32)), gen.RED)
+@pytest.mark.parametrize(
+    ("output", "max_frames", "fmt"),
+    [("jpeg", 100, "JPEG"), ("png", 100, "PNG"), ("auto", 1, "JPEG")],
+)
+def test_animated_gif_gives_its_first_frame_as_a_still(
+    output: str, max_frames: int, fmt: str
+) -> None:
+    """A still format asked for, or THUMBNAIL_MAX_FRAMES 1: the first frame, as before."""
+    result = make_thumbnail(
+        gen.gif_two_frames((256, 128)), 128, LIMIT, output, max_frames=max_frames
+    )
+    image = gen.open_bytes(result.data)
+    assert (image.format, image.size, getattr(image, "n_frames", 1)) == (fmt, (128, 64), 1)
+    assert close(image.convert("RGB").getpixel((64, 32)), gen.RED)
 
 
 def test_cmyk_jpeg_is_converted_to_rgb() -> None:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from handlers import memory
 from handlers.context import AppContext, get_context, reset_context
+from handlers.decode_cost import DECODE_SLACK
 from handlers.errors import (
     DecodeBusyError,
     InvalidBlobError,
@@ -23,7 +24,7 @@ from handlers.errors import (
     TooLargeToDecodeError,
     TransientError,
 )
-from handlers.images import DECODE_SLACK, make_thumbnail
+from handlers.images import make_thumbnail
 from handlers.memory import DecodeBudget, MiB
 from handlers.settings import DEFAULTS, Settings
 from tests.support import images as gen

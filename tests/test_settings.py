@@ -44,6 +44,8 @@ def test_empty_values_mean_unset() -> None:
         ("THUMBNAIL_DECODE_BUDGET_MB", "1 GB", "not a whole number"),
         ("THUMBNAIL_FORMAT", "gif", "'gif' is not one of auto, webp, jpeg, png"),
         ("THUMBNAIL_FORMAT", "avif", "not one of auto, webp, jpeg, png"),
+        ("THUMBNAIL_MAX_FRAMES", "0", "outside 1..1000"),
+        ("THUMBNAIL_MAX_FRAMES", "all", "not a whole number"),
         ("THUMBNAIL_CONTAINER", "Thumbs", "not a container name"),
         ("THUMBNAIL_CONTAINER", "ab", "not a container name"),
         ("DISPATCH_LEDGER_CONTAINER", "a--b", "not a container name"),
