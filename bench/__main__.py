@@ -1,7 +1,7 @@
 """``make bench``: every benchmark against its baselines, in one run; prints each table and
 rewrites bench/RESULTS.md with the figures, the machine and how to reproduce them.
 
-    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking,crop,memory]
+    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking,crop,memory,anim]
 
 A run of some parts only (``--only``) replaces those parts' tables and target lines in
 RESULTS.md and leaves the rest as the last full run wrote it.
@@ -14,12 +14,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import crop, dispatch, end_to_end, memory, thumbs, tracking
+from bench import anim, crop, dispatch, end_to_end, memory, thumbs, tracking
 from bench.common import ROOT, Table, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PASSTHROUGH = ROOT / "bench" / "RESULTS-passthrough.md"
-ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop", "memory")
+ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop", "memory", "anim")
 
 
 def log(message: str) -> None:
@@ -152,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         budget_runs = memory.run(log)
         tables.append(memory.table(budget_runs, default_mb))
         verdicts += memory.verdicts(budget_runs, default_mb)
+
+    if "anim" in chosen:
+        log("8. animated GIF and WebP ...")
+        anim_results = anim.run(log, 3 if args.quick else anim.RUNS)
+        tables.append(anim.table(anim_results))
+        for r in anim_results:
+            fast = r.wall["handler"] <= 1.05 * r.wall["pillow"]
+            covered = r.memory["handler"].delta <= r.predicted
+            verdicts.append(
+                f"- {r.label}: time <= 1.05x bare Pillow: {'met' if fast else 'MISSED'}; "
+                f"budget prediction covers the measured peak: {'met' if covered else 'MISSED'}"
+            )
         print(tables[-1].markdown() + "\n", flush=True)
 
     elapsed = time.perf_counter() - started
