@@ -135,13 +135,13 @@ def animated_thumbnail(
     else:
         with budget.reserve(cost.total(frames), what):
             small, durations = _decode(image, frames, size, finish)
-    data = _encode(small, durations, webp_loop(image), quality)
+    loop = webp_loop(image)
     return Animation(
-        data=data,
+        data=_encode(small, durations, loop, quality),
         width=small[0].width,
         height=small[0].height,
         durations=tuple(durations),
-        loop=webp_loop(image),
+        loop=loop,
         source_frames=source_frames,
         note=_note(frames, source_frames, max_frames),
     )

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from handlers import animation
-from handlers.errors import TooLargeToDecodeError
+from handlers.errors import InvalidBlobError, TooLargeToDecodeError
 from handlers.images import make_thumbnail
 from handlers.memory import DecodeBudget
 from tests.support import gifs
@@ -227,3 +227,27 @@ def test_make_thumbnail_reserves_the_frames_in_the_process_decode_budget() -> No
     assert budget.peak == cost.total(6)
     with pytest.raises(TooLargeToDecodeError):
         make_thumbnail(source, 128, LIMIT, "auto", DecodeBudget(1024, wait_seconds=0))
+
+
+def test_a_frame_cut_short_is_a_corrupt_image() -> None:
+    """Event Grid announces only complete blobs: a GIF whose frame data stops early is
+    broken, and refused as the still path refuses a truncated image."""
+    source = gifs.animated(gifs.distinct_frames(6, (200, 200)), "GIF", [50] * 6)
+    with pytest.raises(InvalidBlobError, match="corrupt or truncated GIF"):
+        make_thumbnail(source[: len(source) * 2 // 3], 64, LIMIT)
+
+
+def test_animated_webp_is_turned_upright_by_its_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was held upright: rotate 90 degrees clockwise
+    frames = gifs.distinct_frames(3, (200, 100))
+    source = gifs.animated(frames, "WEBP", [50, 60, 70], lossless=True, exif=exif.tobytes())
+    result = make_thumbnail(source, 128, LIMIT)
+    decoded = webp_frames(result.data)
+    assert (result.width, result.height) == (64, 128)
+    assert {frame.size for frame, _ in decoded} == {(64, 128)}
+    # Frame 1's white bar stands at x 50..70 of 200 in the stored pixels; turned clockwise
+    # it lies across rows 50..70 of 200, rows 32..45 of the 128 px thumbnail.
+    frame = decoded[1][0]
+    assert close(frame.getpixel((32, 38))[:3], (255, 255, 255), 30)
+    assert not close(frame.getpixel((32, 100))[:3], (255, 255, 255), 30)
