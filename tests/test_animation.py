@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from handlers import animation
 from handlers.errors import InvalidBlobError, TooLargeToDecodeError
@@ -15,8 +15,10 @@ from handlers.images import make_thumbnail
 from handlers.memory import DecodeBudget
 from tests.support import gifs
 from tests.support.gifs import BLUE, CLEAR, GREEN, RED, Patch, solid
+from tools import icc
 
 LIMIT = 150_000_000
+SRGB = ImageCms.createProfile("sRGB")
 
 
 def webp_frames(data: bytes) -> list[tuple[Image.Image, int]]:
@@ -251,3 +253,23 @@ def test_animated_webp_is_turned_upright_by_its_exif_orientation() -> None:
     frame = decoded[1][0]
     assert close(frame.getpixel((32, 38))[:3], (255, 255, 255), 30)
     assert not close(frame.getpixel((32, 100))[:3], (255, 255, 255), 30)
+
+
+def test_animated_webp_with_a_profile_is_converted_to_srgb_frame_by_frame() -> None:
+    """As the still path: every frame through littlecms with the source's ICC profile, and
+    no profile in the output."""
+    profile = icc.adobe_rgb()
+    orange, green = (200, 60, 40), (40, 180, 60)
+    frames = [Image.new("RGB", (96, 96), colour) for colour in (orange, green)]
+    source = gifs.animated(frames, "WEBP", [80, 80], lossless=True, icc_profile=profile)
+    result = make_thumbnail(source, 64, LIMIT)
+    assert "icc_profile" not in Image.open(io.BytesIO(result.data)).info
+    for (frame, _), colour in zip(webp_frames(result.data), (orange, green), strict=True):
+        transform = ImageCms.buildTransform(
+            ImageCms.ImageCmsProfile(io.BytesIO(profile)), SRGB, "RGB", "RGB"
+        )
+        expected = ImageCms.applyTransform(Image.new("RGB", (1, 1), colour), transform)
+        assert expected is not None
+        wanted = expected.getpixel((0, 0))
+        assert not close(colour, wanted, 6)  # the naive reading would be off
+        assert close(frame.getpixel((32, 32))[:3], wanted, 6)
