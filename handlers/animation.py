@@ -129,7 +129,8 @@ def animated_thumbnail(
     frames = min(source_frames, max_frames)
     if budget is not None and budget.limit > 0:
         frames = min(frames, max(1, cost.frames_within(budget.limit)))
-    what = f"{image.size[0]}x{image.size[1]} {image.format} of {frames} frames"
+    plural = "s" if frames != 1 else ""
+    what = f"{image.size[0]}x{image.size[1]} {image.format} of {frames} frame{plural}"
     if budget is None:
         small, durations = _decode(image, frames, size, finish)
     else:
