@@ -14,7 +14,7 @@ import io
 import logging
 import math
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -119,9 +119,9 @@ def animated_thumbnail(
     """Encode the first ``max_frames`` frames of ``image`` (an animated GIF or WebP, opened
     and not loaded), each resized to fit ``size`` x ``size``, as an animated lossy WebP of
     ``quality``, keeping every frame's duration and the loop count. ``finish`` runs on each
-    small frame (colour conversion, orientation). With a ``budget``, fewer frames are kept when that
-    many could never fit in it, and the decode waits for room in it (or is refused, as
-    the budget decides, when not even one frame fits)."""
+    small frame (colour conversion, orientation). With a ``budget``, fewer frames are kept
+    when that many could never fit in it, and the decode and encode wait for room in it (or
+    are refused, as the budget decides, when not even one frame fits)."""
     if max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, not {max_frames}")
     source_frames = int(getattr(image, "n_frames", 1))
@@ -131,14 +131,13 @@ def animated_thumbnail(
         frames = min(frames, max(1, cost.frames_within(budget.limit)))
     plural = "s" if frames != 1 else ""
     what = f"{image.size[0]}x{image.size[1]} {image.format} of {frames} frame{plural}"
-    if budget is None:
-        small, durations = _decode(image, frames, size, finish)
-    else:
-        with budget.reserve(cost.total(frames), what):
-            small, durations = _decode(image, frames, size, finish)
     loop = webp_loop(image)
+    # The small frames stay alive through the encode, beside the encoder's own canvases.
+    with budget.reserve(cost.total(frames), what) if budget is not None else nullcontext():
+        small, durations = _decode(image, frames, size, finish)
+        data = _encode(small, durations, loop, quality)
     return Animation(
-        data=_encode(small, durations, loop, quality),
+        data=data,
         width=small[0].width,
         height=small[0].height,
         durations=tuple(durations),
