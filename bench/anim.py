@@ -34,7 +34,7 @@ RUNS = 7
 def handler(data: bytes) -> bytes:
     from handlers.images import make_thumbnail
 
-    return make_thumbnail(data, SIZE, MAX_PIXELS, "auto", FRAMES).data
+    return make_thumbnail(data, SIZE, MAX_PIXELS, "auto", max_frames=FRAMES).data
 
 
 def bare_pillow(data: bytes) -> bytes:
