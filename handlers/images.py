@@ -21,6 +21,7 @@ import logging
 import struct
 import warnings
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pillow_heif
@@ -124,6 +125,7 @@ def make_thumbnail(
     budget: DecodeBudget | None = None,
     *,
     max_frames: int = int(DEFAULTS["THUMBNAIL_MAX_FRAMES"]),
+    reserved: int = 0,
 ) -> Thumbnail:
     """Return a thumbnail whose longest side is at most ``size``; never upscales.
 
@@ -134,6 +136,8 @@ def make_thumbnail(
     The pixels are sRGB and carry no profile. Raises InvalidBlobError for empty,
     unsupported, corrupt or oversized images. With a ``budget``, the decode waits for room
     in it (DecodeBusyError when none comes) or is refused (TooLargeToDecodeError).
+    ``reserved`` is what the caller already holds in ``budget`` for this decode
+    (``predicted_cost`` of its header); only a decode that needs more reserves the rest.
     """
     if output not in THUMBNAIL_FORMATS:
         raise ValueError(f"output must be one of {THUMBNAIL_FORMATS}, not {output!r}")
@@ -148,10 +152,9 @@ def make_thumbnail(
                 return _animated(image, data, size, max_frames, budget or _UNBUDGETED)
             # Headers and boxes only, before the draft can replace them with a thumbnail's.
             icc_profile, colour_note = source_profile(image, data)  # ICC, or from nclx
-            if image.format == "HEIF":
-                _use_embedded_thumbnail(image, size)
-            what = f"{source_size[0]}x{source_size[1]} {image.mode} {source_format}"
-            with (budget or _UNBUDGETED).reserve(decode_cost(image, size), what):
+            cost, what = _still_cost(image, size)
+            more = cost - reserved
+            with (budget or _UNBUDGETED).reserve(more, what) if more > 0 else nullcontext():
                 working = image
                 try:
                     # Reading a PNG's EXIF decodes the whole image (the chunk may follow
@@ -189,6 +192,44 @@ def make_thumbnail(
         source_size=source_size,
         note=note,
     )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    cost: int  # bytes the decode will reserve
+    what: str  # the image, for the budget's messages: "12240x8160 RGB PNG"
+
+
+# Formats whose header Pillow reads from the first bytes of the file alone: the still images.
+# WebP and AVIF need the whole file to open; GIF and WebP may be animations, costed by frame.
+_PREDICTABLE = ("JPEG", "MPO", "PNG", "TIFF", "BMP", "HEIF")
+
+
+def predicted_cost(head: bytes, size: int, max_pixels: int) -> Prediction | None:
+    """What ``make_thumbnail`` will reserve for the image whose file starts with ``head``,
+    so that a caller can reserve it before downloading the rest; None when the first bytes
+    do not tell (a format that needs the whole file, a header beyond ``head``, not an image).
+    An image over ``max_pixels`` is left to ``make_thumbnail`` to refuse."""
+    try:
+        image = _open(head, max_pixels)
+    except (InvalidBlobError, NotAnImageError):
+        return None
+    with image:
+        if image.format not in _PREDICTABLE:
+            return None
+        try:
+            return Prediction(*_still_cost(image, size))
+        except _DECODE_ERRORS:
+            return None
+
+
+def _still_cost(image: Image.Image, size: int) -> tuple[int, str]:
+    """The reservation of a still decode and the image's description; for HEIF, after
+    choosing the embedded thumbnail that will be decoded instead of the full image."""
+    what = f"{image.size[0]}x{image.size[1]} {image.mode} {image.format}"
+    if image.format == "HEIF":
+        _use_embedded_thumbnail(image, size)
+    return decode_cost(image, size), what
 
 
 def _animated(

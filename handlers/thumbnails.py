@@ -13,6 +13,8 @@ overwrites the thumbnail of a newer version.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -27,8 +29,8 @@ from handlers.errors import (
     StorageUnavailableError,
 )
 from handlers.events import MAX_BLOB_NAME, BlobCreated
-from handlers.images import EMPTY, Thumbnail, make_thumbnail
-from handlers.memory import DecodeBudget, shared
+from handlers.images import EMPTY, Thumbnail, make_thumbnail, predicted_cost
+from handlers.memory import DecodeBudget, MiB, megabytes, shared
 from handlers.outcomes import Outcome
 from handlers.settings import Settings
 from handlers.storage import quoted_etag, storage_errors, with_container
@@ -38,6 +40,13 @@ logger = logging.getLogger(__name__)
 SOURCE_ETAG = "source_etag"
 SOURCE_URL = "source_url"
 _ATTEMPTS = 4
+# Sources larger than this are reserved in the decode budget before their download, from
+# what their first HEAD_BYTES say; 16 events at once hold at most 64 MiB of smaller ones.
+PREDICT_ABOVE = 4 * MiB
+# Enough for the header of every still format Pillow can open from a prefix: JPEG's
+# segments before its frame header (EXIF and its thumbnail, ICC, MPF: 64 KiB each at most),
+# PNG's chunks before IDAT, a tiled HEIC's item boxes.
+HEAD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ def create_thumbnail(
     """Make and store the thumbnail for the blob version ``event`` announces; the decode
     takes its bytes from ``budget`` (by default the process's THUMBNAIL_DECODE_BUDGET_MB)."""
     check_event(event, settings)
+    budget = budget or shared(settings.thumbnail_decode_budget_mb)
     name = thumbnail_name(event.container, event.blob_name)
     container = service.get_container_client(settings.thumbnail_container)
     target = container.get_blob_client(name)
@@ -105,20 +115,21 @@ def create_thumbnail(
                 "duplicate", f"thumbnail {name} already made from version {event.version}"
             )
         if thumbnail is None:
-            data = _download(source, event, settings.thumbnail_max_bytes)
-            if data is None:
-                return _superseded(event)
-            try:
-                thumbnail = make_thumbnail(
-                    data,
-                    settings.thumbnail_size,
-                    settings.thumbnail_max_pixels,
-                    settings.thumbnail_format,
-                    budget or shared(settings.thumbnail_decode_budget_mb),
-                    max_frames=settings.thumbnail_max_frames,
-                )
-            except NotAnImageError as exc:
-                return Outcome("ignored", str(exc))
+            with _fetched(source, event, settings, budget) as fetched:
+                if fetched is None:
+                    return _superseded(event)
+                try:
+                    thumbnail = make_thumbnail(
+                        fetched.data,
+                        settings.thumbnail_size,
+                        settings.thumbnail_max_pixels,
+                        settings.thumbnail_format,
+                        budget,
+                        max_frames=settings.thumbnail_max_frames,
+                        reserved=fetched.reserved,
+                    )
+                except NotAnImageError as exc:
+                    return Outcome("ignored", str(exc))
         elif not _is_current(source, event):
             return _superseded(event)
         metadata = {SOURCE_ETAG: event.version, SOURCE_URL: source.url}
@@ -150,14 +161,68 @@ def _read_existing(target: BlobClient) -> _Existing | None:
     return _Existing(str(props.etag), (props.metadata or {}).get(SOURCE_ETAG))
 
 
-def _download(source: BlobClient, event: BlobCreated, max_bytes: int) -> bytes | None:
-    """The bytes of exactly the event's version, or None when the blob has changed since."""
+@dataclass(frozen=True)
+class _Fetched:
+    data: bytes
+    reserved: int  # of the decode's own reservation, what the caller's already holds
+
+
+@contextmanager
+def _fetched(
+    source: BlobClient, event: BlobCreated, settings: Settings, budget: DecodeBudget
+) -> Iterator[_Fetched | None]:
+    """The event's version of the source (None when the blob has changed since), downloaded
+    under a reservation in ``budget`` when it is large.
+
+    A source over PREDICT_ABOVE bytes has its header read first (HEAD_BYTES); when that
+    tells the decode's cost, the decode, the file's bytes and the download's buffers are
+    reserved together before the rest is downloaded, and held until the thumbnail is made.
+    A burst of large images then waits (and, after the budget's wait, fails transiently)
+    without holding their files in memory meanwhile, and an image that cannot fit is refused
+    before its download. Smaller sources, and formats whose cost needs the whole file, are
+    downloaded first and reserve their decode alone.
+    """
+    length = event.content_length
+    if not budget.enabled or length is None or length <= PREDICT_ABOVE:
+        data = _download(source, event, settings.thumbnail_max_bytes)
+        yield None if data is None else _Fetched(data, 0)
+        return
+    head = _download(source, event, settings.thumbnail_max_bytes, length=HEAD_BYTES)
+    if head is None:
+        yield None
+        return
+    prediction = predicted_cost(head, settings.thumbnail_size, settings.thumbnail_max_pixels)
+    if prediction is None:
+        data = _download(source, event, settings.thumbnail_max_bytes)
+        yield None if data is None else _Fetched(data, 0)
+        return
+    held = prediction.cost + length + download_buffers(length)
+    with budget.reserve(held, f"{prediction.what} (a {megabytes(length)} file)"):
+        data = _download(source, event, settings.thumbnail_max_bytes)
+        yield None if data is None else _Fetched(data, prediction.cost)
+
+
+def download_buffers(length: int) -> int:
+    """What the storage SDK holds beside a blob's bytes while it downloads ``length`` of
+    them: its first ranged GET (max_single_get_size, 32 MiB) and one chunk after it
+    (max_chunk_get_size, 4 MiB)."""
+    return min(length, 32 * MiB) + (4 * MiB if length > 32 * MiB else 0)
+
+
+def _download(
+    source: BlobClient, event: BlobCreated, max_bytes: int, length: int | None = None
+) -> bytes | None:
+    """The bytes of exactly the event's version (its first ``length`` only, when given), or
+    None when the blob has changed since."""
     try:
         with storage_errors("downloading the source blob"):
             downloader = source.download_blob(
-                etag=quoted_etag(event.etag), match_condition=MatchConditions.IfNotModified
+                offset=0 if length else None,
+                length=length,
+                etag=quoted_etag(event.etag),
+                match_condition=MatchConditions.IfNotModified,
             )
-            if downloader.size > max_bytes:
+            if length is None and downloader.size > max_bytes:
                 raise InvalidBlobError(
                     f"blob has {downloader.size} bytes, over THUMBNAIL_MAX_BYTES ({max_bytes})"
                 )

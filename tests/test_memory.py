@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handlers import memory
+from handlers import memory, thumbnails
 from handlers.context import AppContext, get_context, reset_context
 from handlers.decode_cost import DECODE_SLACK
 from handlers.errors import (
@@ -30,6 +30,7 @@ from handlers.settings import DEFAULTS, Settings
 from tests.support import images as gen
 from tests.support.host import outcome_of
 from tests.support.polling import poll
+from tools.counting_proxy import CountingProxy, counting_proxy
 
 LIMIT = 150_000_000
 Upload = Callable[..., dict[str, Any]]
@@ -368,3 +369,97 @@ def test_handler_counts_a_jpeg_at_its_draft_size(app: Any) -> None:
     same_as_png = app.upload("big/full.png", gen.encode(gen.halves((4000, 3000)), "PNG"))
     refused = outcome_of("create_thumbnail", same_as_png, app.context(budget))
     assert refused.status == "failed" and "THUMBNAIL_DECODE_BUDGET_MB" in refused.detail
+
+
+# --- A large source is reserved before it is downloaded ----------------------------------------
+
+
+def large_png() -> tuple[bytes, int]:
+    """A noisy PNG above PREDICT_ABOVE, and what its decode alone reserves."""
+    size = (1500, 1200)
+    data = noisy_png(size)
+    assert len(data) > thumbnails.PREDICT_ABOVE
+    return data, size[0] * size[1] * 4 + DECODE_SLACK
+
+
+@pytest.fixture
+def storage_proxy(app_env: dict[str, str], azurite_service: Any) -> Iterator[CountingProxy]:
+    """The app's storage requests go through the counting pass-through."""
+    with counting_proxy(azurite_service) as proxy:
+        os.environ["DATA_STORAGE"] = proxy.connection_string
+        reset_context()
+        yield proxy
+
+
+def through(proxy: CountingProxy, event: dict[str, Any], azurite_service: Any) -> dict[str, Any]:
+    """``event`` as storage behind ``proxy`` would send it: its blob URL names the proxy."""
+    data = dict(event["data"])
+    data["url"] = data["url"].replace(azurite_service.blob_url, proxy.blob_url)
+    return {**event, "data": data}
+
+
+def reads_of(proxy: CountingProxy, container: str, name: str) -> list[str | None]:
+    """The ranges of the GETs of ``container/name`` the app sent."""
+    return [
+        seen.range
+        for seen in proxy.requests()
+        if seen.method == "GET" and seen.blob(container) == name and not seen.query
+    ]
+
+
+@pytest.mark.azurite
+def test_a_large_source_counts_its_bytes_and_the_download_beside_its_decode(app: Any) -> None:
+    data, decode = large_png()
+    budget = DecodeBudget(256 * MiB)
+    outcome = outcome_of("create_thumbnail", app.upload("big/large.png", data), app.context(budget))
+    assert outcome.status == "written", outcome.detail
+    assert budget.peak == decode + len(data) + thumbnails.download_buffers(len(data))
+    assert budget.in_use == 0
+
+
+@pytest.mark.azurite
+def test_a_large_source_waits_for_room_before_it_is_downloaded(
+    app: Any, containers: dict[str, str], storage_proxy: CountingProxy, azurite_service: Any
+) -> None:
+    data, decode = large_png()
+    needs = decode + len(data) + thumbnails.download_buffers(len(data))
+    budget = DecodeBudget(needs + 10 * MiB, wait_seconds=0.3)
+    event = through(storage_proxy, app.upload("big/waits.png", data), azurite_service)
+    ctx = app.context(budget)
+    with held(budget, 20 * MiB), pytest.raises(DecodeBusyError, match="1500x1200 RGB PNG"):
+        outcome_of("create_thumbnail", event, ctx)
+    # Only the header was read: the blob's bytes never came while there was no room.
+    ranges = reads_of(storage_proxy, containers["images"], "big/waits.png")
+    assert ranges == [f"bytes=0-{thumbnails.HEAD_BYTES - 1}"]
+    assert budget.in_use == 0
+    assert outcome_of("create_thumbnail", event, ctx).status == "written"
+
+
+@pytest.mark.azurite
+def test_a_large_source_larger_than_the_budget_is_refused_without_its_download(
+    app: Any, containers: dict[str, str], storage_proxy: CountingProxy, azurite_service: Any
+) -> None:
+    data, decode = large_png()
+    budget = DecodeBudget(decode + len(data) // 2)  # the decode fits; with the file it does not
+    event = through(storage_proxy, app.upload("big/refused.png", data), azurite_service)
+    outcome = outcome_of("create_thumbnail", event, app.context(budget))
+    assert outcome.status == "failed"
+    assert "THUMBNAIL_DECODE_BUDGET_MB" in outcome.detail and "1500x1200" in outcome.detail
+    assert reads_of(storage_proxy, containers["images"], "big/refused.png") == [
+        f"bytes=0-{thumbnails.HEAD_BYTES - 1}"
+    ]
+
+
+@pytest.mark.azurite
+def test_a_large_source_whose_header_does_not_tell_is_decoded_as_before(app: Any) -> None:
+    """Pillow needs the whole of a WebP to open it: the decode is reserved after the download."""
+    pixels = random.Random(5).randbytes(1400 * 1000 * 3)
+    data = gen.encode(Image.frombytes("RGB", (1400, 1000), pixels), "WEBP", lossless=True)
+    assert len(data) > thumbnails.PREDICT_ABOVE
+    budget = DecodeBudget(256 * MiB)
+    outcome = outcome_of(
+        "create_thumbnail", app.upload("big/large.webp", data), app.context(budget)
+    )
+    assert outcome.status == "written", outcome.detail
+    assert 0 < budget.peak < len(data) + 1400 * 1000 * 4 * 5, "the decode was not reserved"
+    assert budget.in_use == 0

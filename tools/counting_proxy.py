@@ -23,6 +23,7 @@ class Seen:
     method: str
     path: str  # decoded: /<account>/<container>/<blob name>
     query: dict[str, list[str]]
+    range: str | None = None  # the x-ms-range (or Range) header of a ranged read
 
     @property
     def is_listing(self) -> bool:
@@ -53,6 +54,11 @@ class CountingProxy:
     def connection_string(self) -> str:
         return azurite.connection_string(self.port)
 
+    @property
+    def blob_url(self) -> str:
+        """The account's URL through the proxy, as blob URLs in events name it."""
+        return f"http://127.0.0.1:{self.port}/{azurite.ACCOUNT}"
+
     def clear(self) -> None:
         with self._lock:
             self.seen.clear()
@@ -80,7 +86,8 @@ class CountingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 parts = urlsplit(self.path)
-                seen = Seen(self.command, unquote(parts.path), parse_qs(parts.query))
+                ranged = self.headers.get("x-ms-range") or self.headers.get("Range")
+                seen = Seen(self.command, unquote(parts.path), parse_qs(parts.query), ranged)
                 with proxy._lock:
                     proxy.seen.append(seen)
                 if proxy.before_forward is not None:
