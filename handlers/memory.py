@@ -15,7 +15,10 @@ larger than the whole budget can never fit and fails at once with TooLargeToDeco
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
+import platform
 import threading
 import time
 from collections import deque
@@ -177,4 +180,35 @@ def shared(budget_mb: int) -> DecodeBudget:
         budget = _shared.get(budget_mb)
         if budget is None:
             budget = _shared[budget_mb] = DecodeBudget(budget_mb * MiB)
+            if budget.enabled:
+                fix_mmap_threshold()
         return budget
+
+
+# glibc's mallopt parameter, and the size above which an allocation gets a mapping of its own.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 * MiB
+
+
+@functools.cache
+def fix_mmap_threshold() -> bool:
+    """Make freed pixel buffers go back to the operating system at once, which the budget's
+    count assumes; True when the allocator took the setting.
+
+    Pillow allocates an image in blocks of up to 16 MB. glibc maps each large allocation on
+    its own, but after such a mapping is freed it raises its threshold to that size (up to
+    32 MB), so later blocks come from the per-thread heaps instead, which return memory only
+    from their top. With decodes in several threads at once, the freed blocks then stay in
+    the process: in bench ``memory`` the peak was 1,378 MiB while the budget never held more
+    than 866. Setting the threshold once stops it moving (the call runs once per process). Other C
+    libraries are left alone.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    fixed = bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    if not fixed:
+        logger.warning(
+            "the allocator refused M_MMAP_THRESHOLD=%d; freed pixels may stay in RSS",
+            MMAP_THRESHOLD,
+        )
+    return fixed
