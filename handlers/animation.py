@@ -122,10 +122,33 @@ def animated_thumbnail(
     small frame (colour conversion, orientation). With a ``budget``, fewer frames are kept
     when that many could never fit in it, and the decode and encode wait for room in it (or
     are refused, as the budget decides, when not even one frame fits)."""
+    (animation,) = animated_renditions(
+        image, size, max_frames, quality, budget=budget, finish=finish
+    )
+    return animation
+
+
+def animated_renditions(
+    image: Image.Image,
+    size: int,
+    max_frames: int,
+    quality: int,
+    *,
+    budget: Budget | None = None,
+    finish: Callable[[Image.Image], Image.Image] | None = None,
+    shape: Callable[[Image.Image], list[Image.Image]] | None = None,
+    copies: int = 0,
+) -> list[Animation]:
+    """``animated_thumbnail`` for several renditions from one decode of the frames: each
+    frame is decoded once, resized to fit ``size`` and finished, then ``shape`` turns it into
+    the renditions' frames (none: the frame itself is the one rendition). ``copies`` is how
+    many new images ``shape`` makes of each frame (a crop, the smaller sizes); the reservation
+    counts each as large as the decoded frame."""
     if max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, not {max_frames}")
     source_frames = int(getattr(image, "n_frames", 1))
-    cost = frame_cost(image, size)
+    decoded = frame_cost(image, size)
+    cost = Cost(decoded.fixed, decoded.per_frame * (1 + copies))
     frames = min(source_frames, max_frames)
     if budget is not None and budget.limit > 0:
         frames = min(frames, max(1, cost.frames_within(budget.limit)))
@@ -135,16 +158,25 @@ def animated_thumbnail(
     # The small frames stay alive through the encode, beside the encoder's own canvases.
     with budget.reserve(cost.total(frames), what) if budget is not None else nullcontext():
         small, durations = _decode(image, frames, size, finish)
-        data = _encode(small, durations, loop, quality)
-    return Animation(
-        data=data,
-        width=small[0].width,
-        height=small[0].height,
-        durations=tuple(durations),
-        loop=loop,
-        source_frames=source_frames,
-        note=_note(frames, source_frames, max_frames),
-    )
+        if shape is None:
+            per_output = [small]
+        else:
+            shaped = [shape(frame) for frame in small]
+            per_output = [list(kept) for kept in zip(*shaped, strict=True)]
+        encoded = [_encode(kept, durations, loop, quality) for kept in per_output]
+    note = _note(frames, source_frames, max_frames)
+    return [
+        Animation(
+            data=data,
+            width=kept[0].width,
+            height=kept[0].height,
+            durations=tuple(durations),
+            loop=loop,
+            source_frames=source_frames,
+            note=note,
+        )
+        for data, kept in zip(encoded, per_output, strict=True)
+    ]
 
 
 def webp_loop(image: Image.Image) -> int:

@@ -27,13 +27,17 @@ from dataclasses import dataclass
 import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from handlers.animation import animated_thumbnail, is_animated
+from handlers.animation import animated_renditions, is_animated
 from handlers.colour import to_srgb
+from handlers.crop import Box, entropy_window
 from handlers.decode_cost import decode_cost
 from handlers.errors import InvalidBlobError, NotAnImageError
 from handlers.memory import DecodeBudget
+from handlers.modes import after_resize, before_resize, encode
 from handlers.nclx import source_profile
+from handlers.renditions import Rendition, Renditions, Shape, blurhash_of, upright
 from handlers.settings import DEFAULTS, THUMBNAIL_FORMATS
+from handlers.thumbnail_settings import WEBP_QUALITY
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +51,10 @@ pillow_heif.register_heif_opener(thumbnails=True, depth_images=False, aux_images
 # hands a HEVC file over cleanly, the other way round it fails late).
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF")
 EMPTY = "the blob is empty (0 bytes)"
-JPEG_QUALITY = 85
-WEBP_QUALITY = 80  # libwebp's lossy scale: about what JPEG's 85 looks like, in fewer bytes
+# WebP's 80 is libwebp's lossy scale for about what JPEG's 85 looks like, in fewer bytes;
+# both are in the settings' fingerprint (handlers.thumbnail_settings).
 # THUMBNAIL_FORMAT values that keep an animation; jpeg and png take the first frame.
 ANIMATED_OUTPUTS = ("auto", "webp")
-# Where JPEG (which has no alpha) flattens transparent pixels.
-_BACKGROUND = (255, 255, 255)
 # Formats whose EXIF orientation tag is what turns the stored pixels upright. HEIF is not
 # among them: libheif applies the file's irot/imir while decoding and pillow-heif resets the
 # EXIF tag to 1, so reading it again would rotate twice. Pillow's AVIF plugin does not rotate:
@@ -139,6 +141,42 @@ def make_thumbnail(
     ``reserved`` is what the caller already holds in ``budget`` for this decode
     (``predicted_cost`` of its header); only a decode that needs more reserves the rest.
     """
+    made = make_renditions(
+        data,
+        Shape((size,)),
+        max_pixels,
+        output,
+        budget,
+        max_frames=max_frames,
+        reserved=reserved,
+    )
+    (only,) = made.items
+    return Thumbnail(
+        data=only.data,
+        content_type=only.content_type,
+        width=only.width,
+        height=only.height,
+        source_format=made.source_format,
+        source_size=made.source_size,
+        note=made.note,
+    )
+
+
+def make_renditions(
+    data: bytes,
+    shape: Shape,
+    max_pixels: int,
+    output: str = "auto",
+    budget: DecodeBudget | None = None,
+    *,
+    max_frames: int = int(DEFAULTS["THUMBNAIL_MAX_FRAMES"]),
+    reserved: int = 0,
+    blurhash: tuple[int, int] | None = None,
+) -> Renditions:
+    """Every rendition ``shape`` asks for, from one decode at its ``decode_size``: the
+    largest is resized from the decoded pixels and each smaller one from the one above it.
+    ``blurhash`` (components) adds the BlurHash of the smallest. Otherwise as
+    ``make_thumbnail``, which is this with one size."""
     if output not in THUMBNAIL_FORMATS:
         raise ValueError(f"output must be one of {THUMBNAIL_FORMATS}, not {output!r}")
     if not data:
@@ -147,9 +185,12 @@ def make_thumbnail(
     with image:
         source_format = str(image.format)
         source_size = image.size
+        size = shape.decode_size(source_size)
         try:
             if output in ANIMATED_OUTPUTS and max_frames > 1 and is_animated(image):
-                return _animated(image, data, size, max_frames, budget or _UNBUDGETED)
+                return _animated(
+                    image, data, shape, max_frames, budget or _UNBUDGETED, blurhash=blurhash
+                )
             # Headers and boxes only, before the draft can replace them with a thumbnail's.
             icc_profile, colour_note = source_profile(image, data)  # ICC, or from nclx
             cost, what = _still_cost(image, size)
@@ -160,7 +201,7 @@ def make_thumbnail(
                     # Reading a PNG's EXIF decodes the whole image (the chunk may follow
                     # the pixels), so even this comes under the reservation.
                     orientation = _orientation(image)
-                    working = _before_resize(image)
+                    working = before_resize(image)
                     working.thumbnail((size, size))
                 except BaseException:
                     working.close()
@@ -172,10 +213,12 @@ def make_thumbnail(
                     image.close()
             working, note = to_srgb(working, icc_profile)
             note = note or colour_note
-            working = _after_resize(working)
+            working = after_resize(working)
             if orientation in _TRANSPOSE:
                 working = working.transpose(_TRANSPOSE[orientation])
-            encoded, content_type = _encode(working, output)
+            cut = shape.cut(working)
+            encoded = [encode(one, output) for one in cut]
+            placeholder = blurhash_of(cut, blurhash)
         except Image.DecompressionBombError as exc:
             raise InvalidBlobError(f"refused as a decompression bomb: {exc}") from None
         except _DECODE_ERRORS as exc:
@@ -183,13 +226,15 @@ def make_thumbnail(
                 f"corrupt or truncated {source_format} image "
                 f"({source_size[0]}x{source_size[1]}): {exc}"
             ) from None
-    return Thumbnail(
-        data=encoded,
-        content_type=content_type,
-        width=working.width,
-        height=working.height,
+    return Renditions(
+        items=tuple(
+            Rendition(wanted, blob, content_type, one.width, one.height)
+            for wanted, one, (blob, content_type) in zip(shape.sizes, cut, encoded, strict=True)
+        ),
         source_format=source_format,
         source_size=source_size,
+        upright_size=upright(source_size, orientation),
+        blurhash=placeholder,
         note=note,
     )
 
@@ -205,11 +250,14 @@ class Prediction:
 _PREDICTABLE = ("JPEG", "MPO", "PNG", "TIFF", "BMP", "HEIF")
 
 
-def predicted_cost(head: bytes, size: int, max_pixels: int) -> Prediction | None:
+def predicted_cost(head: bytes, shape: Shape | int, max_pixels: int) -> Prediction | None:
     """What ``make_thumbnail`` will reserve for the image whose file starts with ``head``,
     so that a caller can reserve it before downloading the rest; None when the first bytes
     do not tell (a format that needs the whole file, a header beyond ``head``, not an image).
-    An image over ``max_pixels`` is left to ``make_thumbnail`` to refuse."""
+    An image over ``max_pixels`` is left to ``make_thumbnail`` to refuse. ``shape`` is the
+    renditions' (or one size, for ``make_thumbnail``)."""
+    if isinstance(shape, int):
+        shape = Shape((shape,))
     try:
         image = _open(head, max_pixels)
     except (InvalidBlobError, NotAnImageError):
@@ -218,7 +266,7 @@ def predicted_cost(head: bytes, size: int, max_pixels: int) -> Prediction | None
         if image.format not in _PREDICTABLE:
             return None
         try:
-            return Prediction(*_still_cost(image, size))
+            return Prediction(*_still_cost(image, shape.decode_size(image.size)))
         except _DECODE_ERRORS:
             return None
 
@@ -233,13 +281,22 @@ def _still_cost(image: Image.Image, size: int) -> tuple[int, str]:
 
 
 def _animated(
-    image: Image.Image, data: bytes, size: int, max_frames: int, budget: DecodeBudget
-) -> Thumbnail:
-    """Every frame through the still path's colour conversion and orientation; the frames
-    held at once are reserved in ``budget``."""
+    image: Image.Image,
+    data: bytes,
+    shape: Shape,
+    max_frames: int,
+    budget: DecodeBudget,
+    *,
+    blurhash: tuple[int, int] | None,
+) -> Renditions:
+    """Every frame through the still path's colour conversion and orientation, then cut into
+    the renditions (a ``cover`` crop keeps the first frame's window for every frame); the
+    frames held at once are reserved in ``budget``."""
     orientation = _orientation(image)
     icc_profile, colour_note = source_profile(image, data)
     notes = [colour_note] if colour_note else []
+    windows: list[Box] = []
+    first_cut: list[list[Image.Image]] = []
 
     def finish(frame: Image.Image) -> Image.Image:
         frame, note = to_srgb(frame, icc_profile)
@@ -247,15 +304,37 @@ def _animated(
             notes.append(note)
         return frame.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else frame
 
-    result = animated_thumbnail(image, size, max_frames, WEBP_QUALITY, budget=budget, finish=finish)
-    return Thumbnail(
-        data=result.data,
-        content_type="image/webp",
-        width=result.width,
-        height=result.height,
+    def cut(frame: Image.Image) -> list[Image.Image]:
+        if shape.fit == "cover" and not windows:
+            windows.append(entropy_window(frame, *shape.aspect))
+        renditions = shape.cut(frame, windows[0] if windows else None)
+        if not first_cut:
+            first_cut.append(renditions)
+        return renditions
+
+    size = shape.decode_size(image.size)
+    results = animated_renditions(
+        image,
+        size,
+        max_frames,
+        WEBP_QUALITY,
+        budget=budget,
+        finish=finish,
+        shape=cut,
+        copies=len(shape.sizes) - 1 + (shape.fit == "cover"),
+    )
+    # The first frame, as the page shows before the animation plays.
+    placeholder = blurhash_of(first_cut[0], blurhash)
+    return Renditions(
+        items=tuple(
+            Rendition(wanted, result.data, "image/webp", result.width, result.height)
+            for wanted, result in zip(shape.sizes, results, strict=True)
+        ),
         source_format=str(image.format),
         source_size=image.size,
-        note="; ".join([result.note, *notes]),
+        upright_size=upright(image.size, orientation),
+        blurhash=placeholder,
+        note="; ".join([results[0].note, *notes]),
     )
 
 
@@ -317,76 +396,3 @@ def _orientation(image: Image.Image) -> int:
         return 1
     value = image.getexif().get(ExifTags.Base.Orientation, 1)
     return value if isinstance(value, int) else 1
-
-
-def _before_resize(image: Image.Image) -> Image.Image:
-    """Convert the modes that resize badly; leave JPEG modes alone to keep draft decoding."""
-    mode = image.mode
-    if mode == "1":
-        return image.convert("L")
-    if mode == "P":
-        return image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if mode == "PA":
-        return image.convert("RGBA")
-    if mode.startswith("I") or mode == "F":
-        return _to_eight_bit(image)
-    if mode in {"LA", "La"}:
-        return image.convert("LA")
-    if mode == "RGBa":
-        return image.convert("RGBA")
-    if mode == "L" and "transparency" in image.info:
-        return image.convert("LA")
-    if mode == "RGB" and "transparency" in image.info:
-        return image.convert("RGBA")
-    return image
-
-
-def _to_eight_bit(image: Image.Image) -> Image.Image:
-    """Scale 16- and 32-bit greyscale into 0..255 instead of clipping everything to white."""
-    as_int = image.convert("I") if image.mode != "F" else image
-    if image.mode.startswith("I;16"):
-        top = 65535.0
-    else:
-        low, high = as_int.getextrema()
-        top = max(float(high), 1.0)  # type: ignore[arg-type]
-        if low < 0 or top <= 255:  # type: ignore[operator]
-            top = max(top, 255.0)
-    return as_int.point(lambda value: value * (255.0 / top)).convert("L")
-
-
-def _after_resize(image: Image.Image) -> Image.Image:
-    """Bring the result to RGB/L (JPEG) or RGBA/LA (PNG, when anything is transparent)."""
-    mode = image.mode
-    if mode in ("RGBA", "LA"):
-        alpha_low, _ = image.getchannel("A").getextrema()
-        if alpha_low == 255:  # an alpha channel with nothing transparent
-            return image.convert("RGB" if mode == "RGBA" else "L")
-        return image
-    if mode in ("RGB", "L"):
-        return image
-    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
-
-
-def _encode(image: Image.Image, output: str) -> tuple[bytes, str]:
-    """Encode in the chosen format, with no ICC profile, EXIF or other metadata."""
-    image.info = {}  # PNG would otherwise copy the source's profile and transparency over
-    transparent = image.mode in ("RGBA", "LA")
-    buffer = io.BytesIO()
-    if output == "webp":
-        image.save(buffer, "WEBP", quality=WEBP_QUALITY)
-        return buffer.getvalue(), "image/webp"
-    if output == "png" or (output == "auto" and transparent):
-        image.save(buffer, "PNG")
-        return buffer.getvalue(), "image/png"
-    if transparent:
-        image = _flatten(image)
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue(), "image/jpeg"
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite an RGBA/LA image on white, for JPEG."""
-    base_mode = image.mode[:-1]  # RGB or L
-    background = Image.new(base_mode, image.size, _BACKGROUND if base_mode == "RGB" else 255)
-    background.paste(image.convert(base_mode), mask=image.getchannel("A"))
-    return background

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from handlers.errors import ConfigurationError
+from handlers.thumbnail_settings import ThumbnailOutput, read_output
 
 # Every setting the code reads, with what it is for. docs/settings.md, local.settings.json.sample
 # and the Bicep app settings are checked against this table by the tests.
@@ -22,7 +23,12 @@ SETTINGS: dict[str, str] = {
     "DATA_STORAGE__accountName": "Identity-based alternative: the account name (public cloud).",
     "DATA_STORAGE__clientId": "Client id of the user-assigned identity used for storage.",
     "THUMBNAIL_CONTAINER": "Container the thumbnails are written to.",
-    "THUMBNAIL_SIZE": "Longest side of a thumbnail in pixels.",
+    "THUMBNAIL_SIZE": "Longest side of a thumbnail in pixels (THUMBNAIL_SIZES' one-value form).",
+    "THUMBNAIL_SIZES": "Longest sides of the renditions, comma-separated; the first is primary.",
+    "THUMBNAIL_FIT": "contain (the whole image) or cover (cropped to THUMBNAIL_ASPECT by entropy).",
+    "THUMBNAIL_ASPECT": "Width:height of a cover thumbnail, such as 1:1 or 16:9.",
+    "THUMBNAIL_BLURHASH": "BlurHash components (such as 4x3) in the thumbnail's metadata; off.",
+    "THUMBNAIL_CACHE_CONTROL": "Cache-Control of every thumbnail blob.",
     "THUMBNAIL_MAX_PIXELS": "Larger source images are refused (decompression-bomb guard).",
     "THUMBNAIL_MAX_BYTES": "Larger source blobs are refused without being downloaded.",
     "THUMBNAIL_FORMAT": "auto (JPEG, or PNG when transparent), webp, jpeg or png.",
@@ -49,7 +55,11 @@ STORAGE_SETTINGS = (
 
 DEFAULTS: dict[str, str] = {
     "THUMBNAIL_CONTAINER": "thumbnails",
-    "THUMBNAIL_SIZE": "128",
+    "THUMBNAIL_SIZES": "128",  # THUMBNAIL_SIZE, its one-value form, has none of its own
+    "THUMBNAIL_FIT": "contain",
+    "THUMBNAIL_ASPECT": "1:1",
+    "THUMBNAIL_BLURHASH": "4x3",
+    "THUMBNAIL_CACHE_CONTROL": "public, max-age=31536000, immutable",
     "THUMBNAIL_MAX_PIXELS": "150000000",
     "THUMBNAIL_MAX_BYTES": "268435456",
     "THUMBNAIL_FORMAT": "auto",
@@ -107,7 +117,7 @@ class BatchSettings:
 class Settings:
     storage: StorageSettings
     thumbnail_container: str
-    thumbnail_size: int
+    thumbnail: ThumbnailOutput  # renditions, fit, placeholder, headers
     thumbnail_max_pixels: int
     thumbnail_max_bytes: int
     thumbnail_format: str  # one of THUMBNAIL_FORMATS
@@ -117,6 +127,11 @@ class Settings:
     deadletter_container: str
     batch: BatchSettings
     client_id: str | None
+
+    @property
+    def thumbnail_size(self) -> int:
+        """The primary rendition's longest side (the one at the source's own name)."""
+        return self.thumbnail.sizes[0]
 
     @property
     def output_containers(self) -> frozenset[str]:
@@ -144,23 +159,25 @@ class Settings:
                 "THUMBNAIL_CONTAINER, DISPATCH_LEDGER_CONTAINER and DEADLETTER_CONTAINER "
                 f"must differ, got {sorted(output_names.items())}",
             )
+        thumbnail_format = _thumbnail_format(get("THUMBNAIL_FORMAT"))
+        max_frames = _integer(
+            "THUMBNAIL_MAX_FRAMES", get("THUMBNAIL_MAX_FRAMES"), 1, MAX_FRAMES_CEILING
+        )
         return cls(
             storage=_storage(values),
             thumbnail_container=output_names["THUMBNAIL_CONTAINER"],
-            thumbnail_size=_integer("THUMBNAIL_SIZE", get("THUMBNAIL_SIZE"), 16, 2048),
+            thumbnail=read_output(values, get, thumbnail_format, max_frames),
             thumbnail_max_pixels=_integer(
                 "THUMBNAIL_MAX_PIXELS", get("THUMBNAIL_MAX_PIXELS"), 1, PILLOW_PIXEL_CEILING
             ),
             thumbnail_max_bytes=_integer(
                 "THUMBNAIL_MAX_BYTES", get("THUMBNAIL_MAX_BYTES"), 1, 4 * 1024**3
             ),
-            thumbnail_format=_thumbnail_format(get("THUMBNAIL_FORMAT")),
+            thumbnail_format=thumbnail_format,
             thumbnail_decode_budget_mb=_integer(
                 "THUMBNAIL_DECODE_BUDGET_MB", get("THUMBNAIL_DECODE_BUDGET_MB"), 0, 65536
             ),
-            thumbnail_max_frames=_integer(
-                "THUMBNAIL_MAX_FRAMES", get("THUMBNAIL_MAX_FRAMES"), 1, MAX_FRAMES_CEILING
-            ),
+            thumbnail_max_frames=max_frames,
             ledger_container=output_names["DISPATCH_LEDGER_CONTAINER"],
             deadletter_container=output_names["DEADLETTER_CONTAINER"],
             batch=_batch(values, get),

@@ -57,10 +57,21 @@ param mlWorkspaceResourceId string = ''
 @description('Optional. Object id of the managed identity the batch jobs read their input with (for example the compute cluster\'s); it gets Storage Blob Data Reader on the data account. Empty: none.')
 param batchReaderPrincipalId string = ''
 
-@description('Optional. Longest side of a thumbnail in pixels.')
-@minValue(16)
-@maxValue(2048)
-param thumbnailSize int = 128
+@description('Optional. Longest sides of the thumbnail renditions in pixels (16-2048 each, at most 8), comma-separated. The first is the primary rendition, at the source\'s own path; each other size N is under N/.')
+param thumbnailSizes string = '128'
+
+@description('Optional. contain: the whole image in the box. cover: cropped to thumbnailAspect, keeping the region of most interest (entropy, as libvips).')
+@allowed(['contain', 'cover'])
+param thumbnailFit string = 'contain'
+
+@description('Optional. Width:height of a cover thumbnail, such as 1:1 or 16:9.')
+param thumbnailAspect string = '1:1'
+
+@description('Optional. BlurHash components (such as 4x3) stored in each thumbnail\'s metadata as a placeholder; off for none.')
+param thumbnailBlurhash string = '4x3'
+
+@description('Optional. Cache-Control of every thumbnail blob. A new source version overwrites its thumbnail in place, so a CDN in front should be purged or use the versioned URL.')
+param thumbnailCacheControl string = 'public, max-age=31536000, immutable'
 
 @description('Optional. Larger source images are refused (decompression-bomb guard).')
 @minValue(1)
@@ -451,7 +462,11 @@ var appSettings = {
   DATA_STORAGE__clientId: identity.properties.clientId
   AZURE_CLIENT_ID: identity.properties.clientId
   THUMBNAIL_CONTAINER: containers.thumbnails
-  THUMBNAIL_SIZE: string(thumbnailSize)
+  THUMBNAIL_SIZES: thumbnailSizes
+  THUMBNAIL_FIT: thumbnailFit
+  THUMBNAIL_ASPECT: thumbnailAspect
+  THUMBNAIL_BLURHASH: thumbnailBlurhash
+  THUMBNAIL_CACHE_CONTROL: thumbnailCacheControl
   THUMBNAIL_MAX_PIXELS: string(thumbnailMaxPixels)
   THUMBNAIL_MAX_BYTES: string(thumbnailMaxBytes)
   THUMBNAIL_FORMAT: thumbnailFormat

@@ -207,6 +207,13 @@ _REWRITTEN = (
     # Issue 19: animated GIFs (and WebPs) now stay animated (docs/thumbnails.md, "Animated GIF
     # and WebP").
     "- **In**: JPEG, PNG, GIF (first frame), WebP,",
+    # Issue 19: THUMBNAIL_SIZES (renditions) replaces THUMBNAIL_SIZE in Bicep; the setting
+    # stays as its one-value form.
+    "| `THUMBNAIL_SIZE` |",
+    "| `thumbnailSize",
+    "- Longest side at most `THUMBNAIL_SIZE",
+    "  Changing `THUMBNAIL_FORMAT` or",
+    "  is redone when its source changes.",
 )
 
 

@@ -247,12 +247,12 @@ def test_app_settings_cover_every_setting_the_code_reads(template: bicep.Templat
 def test_app_settings_check_catches_missing_and_local_only_settings() -> None:
     present = (
         set(SETTINGS)
-        - {"THUMBNAIL_SIZE", "DATA_STORAGE__clientId"}
+        - {"THUMBNAIL_MAX_FRAMES", "DATA_STORAGE__clientId"}
         - set(settings_check.NOT_IN_AZURE)
     )
     assert settings_check.check_app_settings(present | {"DATA_STORAGE"}, SETTINGS) == [
         "app setting DATA_STORAGE__clientId is read by the code but not set in Bicep",
-        "app setting THUMBNAIL_SIZE is read by the code but not set in Bicep",
+        "app setting THUMBNAIL_MAX_FRAMES is read by the code but not set in Bicep",
         "app setting DATA_STORAGE must not be set in Azure: "
         + settings_check.NOT_IN_AZURE["DATA_STORAGE"],
     ]
@@ -281,7 +281,11 @@ def test_setting_values_check_catches_hardcoded_containers_and_wrong_defaults(
         "DEADLETTER_CONTAINER: containers.deadLetter",
         "DEADLETTER_CONTAINER: containers.images",
     )
-    edit(infra / "main.bicep", "param thumbnailSize int = 128", "param thumbnailSize int = 256")
+    edit(
+        infra / "main.bicep",
+        "param thumbnailMaxFrames int = 100",
+        "param thumbnailMaxFrames int = 50",
+    )
     settings = settings_check.app_settings(bicep.Template.load(infra))
     problems = settings_check.check_setting_values(
         settings, DEFAULTS, infra / "event-subscriptions.json"
@@ -289,7 +293,7 @@ def test_setting_values_check_catches_hardcoded_containers_and_wrong_defaults(
     assert len(problems) == 3, problems
     assert problems[0].startswith("THUMBNAIL_CONTAINER must be read from containers.thumbnails")
     assert problems[1].startswith("DEADLETTER_CONTAINER must be read from containers.deadLetter")
-    assert problems[2] == "THUMBNAIL_SIZE: Bicep default 256 differs from the code's '128'"
+    assert problems[2] == "THUMBNAIL_MAX_FRAMES: Bicep default 50 differs from the code's '100'"
 
 
 # How app settings are read: the forms a template may use, and what is refused.

@@ -315,12 +315,15 @@ class _Backfill:
                 self.out.write(f"{found}: {route.function} {item.container}/{item.name}\n")
         # An event the handler would ignore is a final decision, counted as processed as a
         # real run counts it.
-        would = plans[Plan.PROCESS] + plans[Plan.IGNORE]
+        would = plans[Plan.PROCESS] + plans[Plan.IGNORE] + plans[Plan.STALE]
+        # Thumbnails of the current version made under other settings: a real run redoes them.
+        stale = f" ({plans[Plan.STALE]} of them stale)" if plans[Plan.STALE] else ""
         # Failures found from the event alone are counted; those only decoding would find
         # are not, and a bare number would claim they were looked for.
         fail = f"would fail {plans[Plan.FAIL]}" + (" + not checked" if unchecked else "")
         self.out.write(
-            f"dry run summary ({counted(run.listed, 'blob')} listed): would process {would}, "
+            f"dry run summary ({counted(run.listed, 'blob')} listed): would process {would}"
+            f"{stale}, "
             f"already done {plans[Plan.DONE]}, {fail}, "
             f"would stay to do {plans[Plan.NOT_FINAL]}; nothing was written\n"
         )

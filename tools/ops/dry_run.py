@@ -21,6 +21,7 @@ class Plan(enum.Enum):
     PROCESS = "would process"
     IGNORE = "would be ignored"
     DONE = "already done"
+    STALE = "stale"  # made from this version, under other settings: a real run redoes it
     FAIL = "would fail"
     NOT_FINAL = "would stay to do"  # the handler's outcome would depend on a setting
 
@@ -63,6 +64,16 @@ def _thumbnail(ctx: AppContext, event: BlobCreated) -> Verdict:
     if made_from is None:
         return Verdict(Plan.PROCESS, content_checked=False)
     if made_from == event.version:
+        stale = thumbnails.stale_renditions(
+            ctx.blob_service, ctx.settings, event.container, event.blob_name, event.version
+        )
+        if stale:
+            shown = ", ".join(f"{ctx.settings.thumbnail_container}/{name}" for name in stale)
+            return Verdict(
+                Plan.STALE,
+                f"made from this version under other settings or missing: {shown}",
+                content_checked=False,
+            )
         name = thumbnails.thumbnail_name(event.container, event.blob_name)
         return Verdict(Plan.DONE, f"thumbnail {ctx.settings.thumbnail_container}/{name}")
     return Verdict(Plan.PROCESS, f"replaces thumbnail made from {made_from}", content_checked=False)

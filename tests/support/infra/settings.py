@@ -27,6 +27,7 @@ from tests.support.infra.bicep import (
 NOT_IN_AZURE = {
     "DATA_STORAGE": "a connection string: local runs only (Azure uses the identity)",
     "DATA_STORAGE__accountName": "an alternative to DATA_STORAGE__blobServiceUri",
+    "THUMBNAIL_SIZE": "the template sets THUMBNAIL_SIZES, which it would have to agree with",
 }
 
 # App setting -> key of the ``containers`` object of event-subscriptions.json it must come from.
