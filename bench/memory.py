@@ -210,11 +210,11 @@ def run(log: Callable[[str], None]) -> list[Run | str]:
 
 def _outside(length: int) -> int:
     """What an event holds outside its reservation, for a source of ``length`` bytes."""
-    from handlers import thumbnails
+    from handlers import sources
 
-    if length > thumbnails.PREDICT_ABOVE:
-        return thumbnails.HEAD_BYTES
-    return length + thumbnails.download_buffers(length)
+    if length > sources.PREDICT_ABOVE:
+        return sources.HEAD_BYTES
+    return length + sources.download_buffers(length)
 
 
 def _predicted_need(bodies: dict[str, bytes]) -> int:

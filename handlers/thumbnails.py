@@ -20,28 +20,31 @@ under other settings is stale and is made again, from the same source version.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
+from handlers import sources
 from handlers.errors import (
     InvalidBlobError,
     NotAnImageError,
-    SourceGoneError,
     StorageUnavailableError,
 )
 from handlers.events import MAX_BLOB_NAME, BlobCreated
-from handlers.images import EMPTY, make_renditions, predicted_cost
-from handlers.memory import DecodeBudget, MiB, megabytes, shared
+from handlers.images import EMPTY, make_renditions
+from handlers.memory import DecodeBudget, shared
 from handlers.outcomes import Outcome
 from handlers.renditions import Renditions, Shape
 from handlers.settings import Settings
-from handlers.storage import quoted_etag, storage_errors, with_container
+from handlers.storage import storage_errors, with_container
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +55,6 @@ BLURHASH = "blurhash"
 SOURCE_WIDTH = "sourcewidth"
 SOURCE_HEIGHT = "sourceheight"
 _ATTEMPTS = 4
-# Sources larger than this are reserved in the decode budget before their download, from
-# what their first HEAD_BYTES say; 16 events at once hold at most 64 MiB of smaller ones.
-PREDICT_ABOVE = 4 * MiB
-# Enough for the header of every still format Pillow can open from a prefix: JPEG's
-# segments before its frame header (EXIF and its thumbnail, ICC, MPF: 64 KiB each at most),
-# PNG's chunks before IDAT, a tiled HEIC's item boxes.
-HEAD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ def create_thumbnail(
                 )
             return _written(settings, made, names, written)
         if made is None:
-            with _fetched(source, event, settings, budget) as fetched:
+            with sources.fetched(source, event, settings, budget) as fetched:
                 if fetched is None:
                     return _superseded(event)
                 try:
@@ -191,7 +187,7 @@ def create_thumbnail(
                     )
                 except NotAnImageError as exc:
                     return Outcome("ignored", str(exc))
-        elif not _is_current(source, event):
+        elif not sources.is_current(source, event):
             return _superseded(event)
         metadata = {
             SOURCE_ETAG: event.version,
@@ -203,6 +199,7 @@ def create_thumbnail(
         if made.blurhash is not None:
             metadata[BLURHASH] = made.blurhash
         changed = False
+        failed: Exception | None = None
         for size in pending:
             rendition = made.of(size)
             try:
@@ -228,7 +225,19 @@ def create_thumbnail(
                 )
                 changed = True
                 continue
+            except (StorageUnavailableError, HttpResponseError) as exc:
+                # Write the other renditions still: the retry then makes only this one.
+                failed = failed or exc
+                continue
             written.append(size)
+        if failed is not None:
+            logger.warning(
+                "event %s: %d of %d renditions written; the rest are retried",
+                event.event_id,
+                len(written),
+                len(names),
+            )
+            raise failed
         if not changed:
             return _written(settings, made, names, written)
     raise StorageUnavailableError(
@@ -269,101 +278,6 @@ def _read_existing(target: BlobClient) -> _Existing | None:
         return None
     metadata = props.metadata or {}
     return _Existing(str(props.etag), metadata.get(SOURCE_ETAG), metadata.get(FINGERPRINT))
-
-
-@dataclass(frozen=True)
-class _Fetched:
-    data: bytes
-    reserved: int  # of the decode's own reservation, what the caller's already holds
-
-
-@contextmanager
-def _fetched(
-    source: BlobClient, event: BlobCreated, settings: Settings, budget: DecodeBudget
-) -> Iterator[_Fetched | None]:
-    """The event's version of the source (None when the blob has changed since), downloaded
-    under a reservation in ``budget`` when it is large.
-
-    A source over PREDICT_ABOVE bytes has its header read first (HEAD_BYTES); when that
-    tells the decode's cost, the decode, the file's bytes and the download's buffers are
-    reserved together before the rest is downloaded, and held until the thumbnail is made.
-    A burst of large images then waits (and, after the budget's wait, fails transiently)
-    without holding their files in memory meanwhile, and an image that cannot fit is refused
-    before its download. Smaller sources, and formats whose cost needs the whole file, are
-    downloaded first and reserve their decode alone.
-    """
-    length = event.content_length
-    if not budget.enabled or length is None or length <= PREDICT_ABOVE:
-        data = _download(source, event, settings.thumbnail_max_bytes)
-        yield None if data is None else _Fetched(data, 0)
-        return
-    head = _download(source, event, settings.thumbnail_max_bytes, length=HEAD_BYTES)
-    if head is None:
-        yield None
-        return
-    output = settings.thumbnail
-    prediction = predicted_cost(
-        head, Shape(output.sizes, output.fit, output.aspect), settings.thumbnail_max_pixels
-    )
-    if prediction is None:
-        data = _download(source, event, settings.thumbnail_max_bytes)
-        yield None if data is None else _Fetched(data, 0)
-        return
-    held = prediction.cost + length + download_buffers(length)
-    with budget.reserve(held, f"{prediction.what} (a {megabytes(length)} file)"):
-        data = _download(source, event, settings.thumbnail_max_bytes)
-        yield None if data is None else _Fetched(data, prediction.cost)
-
-
-def download_buffers(length: int) -> int:
-    """What the storage SDK holds beside a blob's bytes while it downloads ``length`` of
-    them: its first ranged GET (max_single_get_size, 32 MiB) and one chunk after it
-    (max_chunk_get_size, 4 MiB)."""
-    return min(length, 32 * MiB) + (4 * MiB if length > 32 * MiB else 0)
-
-
-def _download(
-    source: BlobClient, event: BlobCreated, max_bytes: int, length: int | None = None
-) -> bytes | None:
-    """The bytes of exactly the event's version (its first ``length`` only, when given), or
-    None when the blob has changed since."""
-    try:
-        with storage_errors("downloading the source blob"):
-            downloader = source.download_blob(
-                offset=0 if length else None,
-                length=length,
-                etag=quoted_etag(event.etag),
-                match_condition=MatchConditions.IfNotModified,
-            )
-            if length is None and downloader.size > max_bytes:
-                raise InvalidBlobError(
-                    f"blob has {downloader.size} bytes, over THUMBNAIL_MAX_BYTES ({max_bytes})"
-                )
-            return downloader.readall()
-    except ResourceNotFoundError:
-        raise SourceGoneError("the source blob was deleted before it could be read") from None
-    except ResourceModifiedError:
-        # 412 also answers a conditional read of a blob that no longer exists: tell the two
-        # apart (a deleted source raises SourceGoneError).
-        if _is_current(source, event):
-            # The version is still there, so the condition failed for another reason:
-            # let Event Grid try again rather than call the event superseded.
-            raise StorageUnavailableError(
-                f"the source refused a read of its current version {event.version} (412)"
-            ) from None
-        return None
-
-
-def _is_current(source: BlobClient, event: BlobCreated) -> bool:
-    """Whether the source is still the event's version; raises SourceGoneError if deleted."""
-    try:
-        with storage_errors("reading the source's properties"):
-            props = source.get_blob_properties()
-    except ResourceNotFoundError:
-        raise SourceGoneError(
-            "the source blob was deleted before its thumbnail was written"
-        ) from None
-    return str(props.etag).strip('"') == event.version
 
 
 def _upload(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handlers import memory, thumbnails
+from handlers import memory, sources
 from handlers.context import AppContext, get_context, reset_context
 from handlers.decode_cost import DECODE_SLACK
 from handlers.errors import (
@@ -430,7 +430,7 @@ def large_png() -> tuple[bytes, int]:
     """A noisy PNG above PREDICT_ABOVE, and what its decode alone reserves."""
     size = (1500, 1200)
     data = noisy_png(size)
-    assert len(data) > thumbnails.PREDICT_ABOVE
+    assert len(data) > sources.PREDICT_ABOVE
     return data, size[0] * size[1] * 4 + DECODE_SLACK
 
 
@@ -465,7 +465,7 @@ def test_a_large_source_counts_its_bytes_and_the_download_beside_its_decode(app:
     budget = DecodeBudget(256 * MiB)
     outcome = outcome_of("create_thumbnail", app.upload("big/large.png", data), app.context(budget))
     assert outcome.status == "written", outcome.detail
-    assert budget.peak == decode + len(data) + thumbnails.download_buffers(len(data))
+    assert budget.peak == decode + len(data) + sources.download_buffers(len(data))
     assert budget.in_use == 0
 
 
@@ -474,7 +474,7 @@ def test_a_large_source_waits_for_room_before_it_is_downloaded(
     app: Any, containers: dict[str, str], storage_proxy: CountingProxy, azurite_service: Any
 ) -> None:
     data, decode = large_png()
-    needs = decode + len(data) + thumbnails.download_buffers(len(data))
+    needs = decode + len(data) + sources.download_buffers(len(data))
     budget = DecodeBudget(needs + 10 * MiB, wait_seconds=0.3)
     event = through(storage_proxy, app.upload("big/waits.png", data), azurite_service)
     ctx = app.context(budget)
@@ -482,7 +482,7 @@ def test_a_large_source_waits_for_room_before_it_is_downloaded(
         outcome_of("create_thumbnail", event, ctx)
     # Only the header was read: the blob's bytes never came while there was no room.
     ranges = reads_of(storage_proxy, containers["images"], "big/waits.png")
-    assert ranges == [f"bytes=0-{thumbnails.HEAD_BYTES - 1}"]
+    assert ranges == [f"bytes=0-{sources.HEAD_BYTES - 1}"]
     assert budget.in_use == 0
     assert outcome_of("create_thumbnail", event, ctx).status == "written"
 
@@ -498,7 +498,7 @@ def test_a_large_source_larger_than_the_budget_is_refused_without_its_download(
     assert outcome.status == "failed"
     assert "THUMBNAIL_DECODE_BUDGET_MB" in outcome.detail and "1500x1200" in outcome.detail
     assert reads_of(storage_proxy, containers["images"], "big/refused.png") == [
-        f"bytes=0-{thumbnails.HEAD_BYTES - 1}"
+        f"bytes=0-{sources.HEAD_BYTES - 1}"
     ]
 
 
@@ -507,7 +507,7 @@ def test_a_large_source_whose_header_does_not_tell_is_decoded_as_before(app: Any
     """Pillow needs the whole of a WebP to open it: the decode is reserved after the download."""
     pixels = random.Random(5).randbytes(1400 * 1000 * 3)
     data = gen.encode(Image.frombytes("RGB", (1400, 1000), pixels), "WEBP", lossless=True)
-    assert len(data) > thumbnails.PREDICT_ABOVE
+    assert len(data) > sources.PREDICT_ABOVE
     budget = DecodeBudget(256 * MiB)
     outcome = outcome_of(
         "create_thumbnail", app.upload("big/large.webp", data), app.context(budget)
