@@ -1,7 +1,9 @@
 """``make bench``: every benchmark against its baselines, in one run; prints each table and
 rewrites bench/RESULTS.md with the figures, the machine and how to reproduce them.
 
-    .venv/bin/python -m bench [--quick] [--only thumbs,e2e,dispatch,scale,tracking,crop,memory,anim]
+    .venv/bin/python -m bench [--quick] [--only PARTS]
+
+PARTS, comma-separated: thumbs, e2e, dispatch, scale, tracking, crop, memory, anim, renditions.
 
 A run of some parts only (``--only``) replaces those parts' tables and target lines in
 RESULTS.md and leaves the rest as the last full run wrote it.
@@ -14,12 +16,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import anim, crop, dispatch, end_to_end, memory, thumbs, tracking
+from bench import anim, crop, dispatch, end_to_end, memory, renditions, thumbs, tracking
 from bench.common import ROOT, Table, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PASSTHROUGH = ROOT / "bench" / "RESULTS-passthrough.md"
-ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop", "memory", "anim")
+ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop", "memory", "anim", "renditions")
 
 
 def log(message: str) -> None:
@@ -164,6 +166,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"- {r.label}: time <= 1.05x bare Pillow: {'met' if fast else 'MISSED'}; "
                 f"budget prediction covers the measured peak: {'met' if covered else 'MISSED'}"
             )
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    if "renditions" in chosen:
+        log("9. renditions of a 24 MP JPEG ...")
+        runs = 3 if args.quick else renditions.RUNS
+        made = renditions.run(log, runs)
+        tables.append(renditions.table(made, runs))
+        verdicts.append(
+            f"- renditions: 24 MP JPEG, 3 sizes + BlurHash, time "
+            f"{made.wall['handler'] / made.wall['pillow']:.2f}x bare Pillow "
+            f"(target <= {renditions.TARGET:.2f}x), "
+            f"{made.wall['handler'] / made.wall['pyvips']:.2f}x pyvips: "
+            f"{'met' if made.met else 'MISSED'}"
+        )
         print(tables[-1].markdown() + "\n", flush=True)
 
     elapsed = time.perf_counter() - started

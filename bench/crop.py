@@ -20,6 +20,8 @@ from PIL import Image, ImageChops
 
 from bench.common import Table, median
 from handlers.crop import entropy_window
+from handlers.images import make_renditions
+from handlers.renditions import Shape
 
 # Photographs among scikit-image's bundled data (its README credits each); screenshots,
 # textures, charts and synthetic pictures are left out.
@@ -36,6 +38,7 @@ PHOTOS = (
     "retina.jpg",
     "ihc.png",
 )
+MAX_PIXELS = 150_000_000  # THUMBNAIL_MAX_PIXELS' default
 # Target boxes (the thumbnail's width x height): square, landscape and portrait covers.
 TARGETS = ((128, 128), (128, 72), (72, 128), (96, 128))
 RUNS = 7
@@ -105,26 +108,28 @@ def _case(path: Path, size: tuple[int, int], target: tuple[int, int], runs: int)
     )
 
 
+def _shape(target: tuple[int, int]) -> Shape:
+    """The handler's settings for this target: THUMBNAIL_FIT=cover, THUMBNAIL_ASPECT=target."""
+    return Shape((max(target),), "cover", target)
+
+
 def _ours(path: Path, target: tuple[int, int]) -> tuple[float, float, float, float]:
-    """Our window on the image as the handler decodes it (draft-reduced for JPEG)."""
+    """Our window as the handler finds it: on the image resized to the shape's decode size
+    (draft-reduced for JPEG), which is what ``make_renditions`` crops."""
+    shape = _shape(target)
     with Image.open(path) as image:
         full = image.size
-        image.draft("RGB", (2 * target[0], 2 * target[1]))
+        decode = shape.decode_size(full)
+        image.thumbnail((decode, decode))
         left, top, right, bottom = entropy_window(image, *target)
         sx, sy = full[0] / image.width, full[1] / image.height
     return (left * sx, top * sy, right * sx, bottom * sy)
 
 
 def _pillow_cover(path: Path, target: tuple[int, int]) -> bytes:
-    import io
-
-    with Image.open(path) as image:
-        image.draft("RGB", (2 * target[0], 2 * target[1]))
-        box = entropy_window(image, *target)
-        thumb = image.convert("RGB").resize(target, Image.Resampling.LANCZOS, box=box)
-    buffer = io.BytesIO()
-    thumb.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
+    """The handler's own cover thumbnail (decode, colour, crop, resize, JPEG encode)."""
+    (made,) = make_renditions(path.read_bytes(), _shape(target), MAX_PIXELS, "jpeg").items
+    return made.data
 
 
 def _pyvips_cover(path: Path, target: tuple[int, int]) -> bytes:
@@ -190,9 +195,9 @@ def table(cases: list[Case], runs: int = RUNS) -> Table:
             "target",
             "IoU",
             "window ms",
-            "Pillow cover ms",
+            "handler cover ms",
             "pyvips ms",
-            "Pillow/pyvips",
+            "handler/pyvips",
         ],
     )
     for case in cases:
@@ -219,7 +224,8 @@ def table(cases: list[Case], runs: int = RUNS) -> Table:
     result.notes.append(
         "Photos: scikit-image's bundled data (read from the installed wheel). IoU of the two "
         "crop windows in source pixels; window ms: entropy_window alone on the decoded image; "
-        "Pillow cover: open, draft, entropy_window, crop+resize, JPEG encode; pyvips: "
+        "handler cover: make_renditions with THUMBNAIL_FIT=cover and the target's aspect (decode, "
+        "sRGB, entropy window, crop, resize, JPEG encode); pyvips: "
         f"thumbnail(crop='entropy') and JPEG encode. Medians of {runs} interleaved runs."
     )
     return result

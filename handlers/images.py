@@ -216,7 +216,7 @@ def make_renditions(
             working = after_resize(working)
             if orientation in _TRANSPOSE:
                 working = working.transpose(_TRANSPOSE[orientation])
-            cut = shape.cut(working)
+            cut = shape.cut(working, upright(source_size, orientation))
             encoded = [encode(one, output) for one in cut]
             placeholder = blurhash_of(cut, blurhash)
         except Image.DecompressionBombError as exc:
@@ -307,7 +307,9 @@ def _animated(
     def cut(frame: Image.Image) -> list[Image.Image]:
         if shape.fit == "cover" and not windows:
             windows.append(entropy_window(frame, *shape.aspect))
-        renditions = shape.cut(frame, windows[0] if windows else None)
+        renditions = shape.cut(
+            frame, upright(image.size, orientation), windows[0] if windows else None
+        )
         if not first_cut:
             first_cut.append(renditions)
         return renditions

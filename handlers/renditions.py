@@ -4,6 +4,7 @@ decoded image is cut into them, and what is kept of each."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -11,6 +12,8 @@ from PIL import Image
 from handlers.blurhash import encode as blurhash_encode
 from handlers.crop import Box, entropy_window
 
+# THUMBNAIL_SIZES' ceiling (handlers.thumbnail_settings.MAX_SIZE).
+MAX_SIDE = 2048
 # Each side Pillow can hold: THUMBNAIL_SIZES' ceiling times the widest aspect we allow.
 PILLOW_SIDE_CEILING = 2048 * 100
 _RESAMPLE = Image.Resampling.LANCZOS
@@ -62,16 +65,24 @@ class Shape:
             needed = max(needed, math.ceil(largest * max(width, height) / max(window_w, window_h)))
         return min(needed, PILLOW_SIDE_CEILING)
 
-    def cut(self, upright: Image.Image, window: Box | None = None) -> list[Image.Image]:
-        """The renditions (in ``sizes`` order) of ``upright``, an image resized to
-        ``decode_size``; ``cover`` crops it to ``window`` (by default its entropy window)."""
+    def cut(
+        self, upright: Image.Image, shown: tuple[int, int], window: Box | None = None
+    ) -> list[Image.Image]:
+        """The renditions (in ``sizes`` order) of ``upright``, the image of upright size
+        ``shown`` resized to ``decode_size``; ``cover`` crops it to ``window`` (by default its
+        entropy window). Each size's box comes from the source's own shape (or the aspect's),
+        as Pillow's ``thumbnail`` rounds it, not from the rendition above it."""
+        shape = shown
         if self.fit == "cover":
             box = window or entropy_window(upright, *self.aspect)
             upright = upright.crop(box)
+            shape = (self.aspect[0] * MAX_SIDE, self.aspect[1] * MAX_SIDE)  # the aspect, exact
         results: list[Image.Image] = []
         source = upright
         for size in sorted(self.sizes, reverse=True):
-            box_size = _fitted(source.size, size)
+            box_size = _fitted(shape, size)
+            if box_size[0] > upright.width or box_size[1] > upright.height:
+                box_size = upright.size  # never upscaled
             resized = source if box_size == source.size else source.resize(box_size, _RESAMPLE)
             results.append(resized)
             source = resized  # the next, smaller one from this one
@@ -100,7 +111,16 @@ def _window(width: int, height: int, aspect_w: int, aspect_h: int) -> tuple[int,
 
 
 def _fitted(source: tuple[int, int], size: int) -> tuple[int, int]:
-    """``source`` scaled to a longest side of ``size``; never larger than it is."""
+    """``source`` scaled to fit ``size`` x ``size``, rounded as Pillow's ``thumbnail`` rounds
+    (the side that best keeps the aspect); never larger than it is."""
     width, height = source
-    scale = min(size / max(width, height), 1.0)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    if width <= size and height <= size:
+        return source
+    aspect = width / height
+    if aspect >= 1:
+        return size, _rounded(size / aspect, lambda n: 0 if n == 0 else abs(aspect - size / n))
+    return _rounded(size * aspect, lambda n: abs(aspect - n / size)), size
+
+
+def _rounded(number: float, error: Callable[[int], float]) -> int:
+    return max(min(math.floor(number), math.ceil(number), key=error), 1)

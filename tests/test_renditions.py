@@ -314,3 +314,17 @@ def test_a_redelivery_after_a_settings_change_redoes_only_the_stale(thumbs: Thum
     image, props = thumbs.read(f"{thumbs.images}/fmt.png")
     assert (image.format, props.content_settings.content_type) == ("WEBP", "image/webp")
     assert outcome_of("create_thumbnail", event).status == "duplicate"
+
+
+def test_each_rendition_has_the_box_a_single_size_thumbnail_would_have() -> None:
+    """Resized from the rendition above, but boxed from the source's own shape: 6000x4000 at
+    128 is 128x85 (85.3), not the 128x86 that halving 256x171 would give."""
+    from handlers.images import make_renditions, make_thumbnail
+    from handlers.renditions import Shape
+
+    data = gen.encode(gen.halves((6000, 4000)), "JPEG")
+    sizes = (512, 256, 128, 100)
+    made = make_renditions(data, Shape(sizes), 10**9)
+    alone = [make_thumbnail(data, size, 10**9) for size in sizes]
+    assert [(r.width, r.height) for r in made.items] == [(t.width, t.height) for t in alone]
+    assert [(r.width, r.height) for r in made.items][2] == (128, 85)
