@@ -139,7 +139,7 @@ def run(log: Callable[[str], None], runs: int = RUNS) -> list[Result]:
 
 def table(results: list[Result]) -> Table:
     result = Table(
-        "7. Animated thumbnail (128 px animated WebP, q80, every frame kept)",
+        "8. Animated thumbnail (128 px animated WebP, q80, every frame kept)",
         [
             "input",
             "MB",

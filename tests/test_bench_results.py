@@ -62,3 +62,22 @@ def test_adds_a_part_that_was_not_there_before_the_event_source_section() -> Non
     targets = after[after.index("## Targets") : after.index("## Results")]
     assert targets.strip().splitlines()[-1] == "- new: met"
     assert "- memory: peak 9 MiB: MISSED" in targets
+
+
+def test_every_part_has_a_table_number_of_its_own() -> None:
+    """merge() finds a part's table by its number: two parts with one number would overwrite
+    each other's table (the animation table once replaced the decode budget's)."""
+    import re
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    numbers = [
+        match
+        for path in sorted(bench.glob("*.py"))
+        for match in re.findall(r'^\s+f?"(\d+b?)\. [A-Z]', path.read_text(), re.MULTILINE)
+    ]
+    assert len(numbers) >= 9, numbers
+    assert len(numbers) == len(set(numbers)), sorted(numbers)
+    results = (bench / "RESULTS.md").read_text()
+    written = re.findall(r"^### (\d+b?)\. ", results, re.MULTILINE)
+    assert len(written) == len(set(written)), written
