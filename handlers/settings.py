@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from handlers.errors import ConfigurationError
-from handlers.thumbnail_settings import ThumbnailOutput, read_output
+from handlers.thumbnail_settings import ThumbnailOutput, one_of, read_output
+from handlers.thumbnail_settings import whole_number as _integer
 
 # Every setting the code reads, with what it is for. docs/settings.md, local.settings.json.sample
 # and the Bicep app settings are checked against this table by the tests.
@@ -195,23 +196,8 @@ def _container(name: str, value: str) -> str:
     return value
 
 
-def _integer(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigurationError(name, f"{value!r} is not a whole number") from None
-    if not low <= number <= high:
-        raise ConfigurationError(name, f"{number} is outside {low}..{high}")
-    return number
-
-
 def _thumbnail_format(value: str) -> str:
-    chosen = value.lower()
-    if chosen not in THUMBNAIL_FORMATS:
-        raise ConfigurationError(
-            "THUMBNAIL_FORMAT", f"{value!r} is not one of {', '.join(THUMBNAIL_FORMATS)}"
-        )
-    return chosen
+    return one_of("THUMBNAIL_FORMAT", value, THUMBNAIL_FORMATS)
 
 
 def _storage(values: Mapping[str, str]) -> StorageSettings:

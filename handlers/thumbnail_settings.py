@@ -82,14 +82,20 @@ def read_output(
     )
 
 
-def _size(name: str, text: str) -> int:
+def whole_number(name: str, value: str, low: int, high: int) -> int:
+    """``value`` of setting ``name`` as an integer in low..high; ConfigurationError if not.
+    (Here, not in handlers.settings, which imports this module.)"""
     try:
-        size = int(text)
+        number = int(value)
     except ValueError:
-        raise ConfigurationError(name, f"{text!r} is not a whole number") from None
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise ConfigurationError(name, f"{size} is outside {MIN_SIZE}..{MAX_SIZE}")
-    return size
+        raise ConfigurationError(name, f"{value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise ConfigurationError(name, f"{number} is outside {low}..{high}")
+    return number
+
+
+def _size(name: str, text: str) -> int:
+    return whole_number(name, text, MIN_SIZE, MAX_SIZE)
 
 
 def _sizes(values: dict[str, str]) -> tuple[int, ...]:
@@ -116,11 +122,16 @@ def _sizes(values: dict[str, str]) -> tuple[int, ...]:
     return sizes
 
 
-def _fit(value: str) -> str:
+def one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` of setting ``name``, lower-cased, when it is one of ``allowed``."""
     chosen = value.lower()
-    if chosen not in FITS:
-        raise ConfigurationError("THUMBNAIL_FIT", f"{value!r} is not one of {', '.join(FITS)}")
+    if chosen not in allowed:
+        raise ConfigurationError(name, f"{value!r} is not one of {', '.join(allowed)}")
     return chosen
+
+
+def _fit(value: str) -> str:
+    return one_of("THUMBNAIL_FIT", value, FITS)
 
 
 def _aspect(value: str) -> tuple[int, int]:
