@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ def _drive(
 
 
 def run_variant(variant: str, storage: azurite.Azurite) -> Run:
+    from handlers.batch_client import JobSpec
     from handlers.context import AppContext
     from tools.eventsource.targets import InProcessTarget, indexed_functions
 
@@ -97,7 +99,8 @@ def run_variant(variant: str, storage: azurite.Azurite) -> Run:
             assert client is not None
 
             def work(event: dict[str, Any]) -> None:
-                client.submit(event["data"]["url"])
+                url = event["data"]["url"]
+                client.submit(JobSpec(f"job-{uuid.uuid4()}", url, None, str(uuid.uuid4())))
 
         else:
             token_url = identity.environment()["IDENTITY_ENDPOINT"]

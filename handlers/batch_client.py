@@ -8,11 +8,11 @@ that may have reached the endpoint is never sent twice, because that could start
 from __future__ import annotations
 
 import logging
-import posixpath
 import re
 import threading
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -24,13 +24,13 @@ from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
+from handlers.batch_settings import BatchSettings
 from handlers.errors import (
     ConfigurationError,
     DispatchRejectedError,
     DispatchUnavailableError,
     OutcomeUnknownError,
 )
-from handlers.settings import BatchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,15 @@ RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
 _CONNECTIONS = 32
 # What a job deleted on the service side is recorded as (the endpoint answers 404).
 NOT_FOUND = "NotFound"
+# Azure ML's JobStatus values; a job in one of FINAL never changes again.
+STATUSES = frozenset(
+    {
+        "NotStarted", "Starting", "Provisioning", "Preparing", "Queued", "Running",
+        "Finalizing", "CancelRequested", "Completed", "Failed", "Canceled",
+        "NotResponding", "Paused", "Unknown",
+    }
+)  # fmt: skip
+FINAL = frozenset({"Completed", "Failed", "Canceled", NOT_FOUND})
 # Azure ML job names; anything else is never put into a URL.
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
@@ -148,20 +157,34 @@ class DispatchRetry(Retry):
         return reason if reason is not None and self._is_connection_error(reason) else None
 
 
-def job_request(settings: BatchSettings, blob_url: str) -> tuple[dict[str, str], dict[str, Any]]:
-    """Headers (without Authorization) and JSON body of the job for one blob."""
-    uri = blob_url
-    if settings.input_type == "UriFolder":
-        uri = posixpath.dirname(blob_url) + "/"
-    body = {
-        "properties": {
-            "InputData": {settings.input_name: {"JobInputType": settings.input_type, "Uri": uri}}
-        }
+@dataclass(frozen=True)
+class JobSpec:
+    """One job as a claim fixes it: the name we ask for, its input and output, and the
+    ``repeatability_request-id`` every send of this claim carries."""
+
+    name: str
+    input_uri: str
+    output_uri: str | None
+    request_id: str
+
+
+def job_request(settings: BatchSettings, job: JobSpec) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers (without Authorization) and JSON body of ``job``, in the form azure-ai-ml's
+    ``invoke()`` posts (camelCase ``inputData``/``outputData``, the job's ``name``)."""
+    properties: dict[str, Any] = {
+        "inputData": {
+            settings.input_name: {"jobInputType": settings.input_type, "uri": job.input_uri}
+        },
+        "name": job.name,
     }
-    headers = {"Content-Type": "application/json"}
+    if job.output_uri is not None:
+        properties["outputData"] = {
+            settings.output_name: {"jobOutputType": "UriFolder", "uri": job.output_uri}
+        }
+    headers = {"Content-Type": "application/json", "repeatability_request-id": job.request_id}
     if settings.deployment:
         headers["azureml-model-deployment"] = settings.deployment
-    return headers, body
+    return headers, {"properties": properties}
 
 
 class BatchJobClient:
@@ -192,13 +215,13 @@ class BatchJobClient:
         # One token request even when many threads start at once: the first fills the cache.
         self._token_lock = threading.Lock()
 
-    def submit(self, blob_url: str) -> str:
-        """Start a job for ``blob_url``; return its name.
+    def submit(self, job: JobSpec) -> str:
+        """Start ``job``; return the name the endpoint gave it (ours, unless it ignored it).
 
         Raises DispatchUnavailableError (retry later), DispatchRejectedError (4xx),
         OutcomeUnknownError (sent, no answer), ConfigurationError (401/403).
         """
-        headers, body = job_request(self.settings, blob_url)
+        headers, body = job_request(self.settings, job)
         headers["Authorization"] = f"Bearer {self.token()}"
         timeout = self.settings.timeout_seconds
         try:

@@ -219,8 +219,11 @@ def claim(
     *,
     wait: ClaimWait,
     sleep: Callable[[float], None],
+    job: dict[str, Any] | None = None,
 ) -> Claim | Outcome:
     """Create the version's ledger record (our claim), or return the outcome of a duplicate.
+
+    ``job``: what the claim will post (batch_jobs.job_fields), recorded with it.
 
     Raises DispatchInProgressError while another delivery holds a fresh claim, and
     OutcomeUnknownError for a stale one (after recording it as unknown).
@@ -234,6 +237,7 @@ def claim(
         "url": blob_url,
         "eTag": event.version,
         "claimedAt": _now(),
+        **(job or {}),
     }
     deadline = time.monotonic() + wait.seconds
     while True:
@@ -266,10 +270,17 @@ def claim(
 
 
 def reclaim(
-    container: ContainerClient, name: str, found: dict[str, Any], etag: str, entry: dict[str, Any]
+    container: ContainerClient,
+    name: str,
+    found: dict[str, Any],
+    etag: str,
+    entry: dict[str, Any],
+    *,
+    job: dict[str, Any] | None = None,
 ) -> Claim:
-    """Claim a finished version again (an operator's resubmission), over the record read
-    with ``etag``: ``entry`` (the job given up on) joins the record's ``history``.
+    """Claim a finished version again (an operator's resubmission, or the tracker's second
+    try of a job never created), over the record read with ``etag``: ``entry`` (the job
+    given up on) joins the record's ``history``; ``job`` replaces what will be posted.
 
     Raises ResourceModifiedError when another operator changed the record first.
     """
@@ -277,9 +288,10 @@ def reclaim(
     record = {
         key: value
         for key, value in found.items()
-        if key not in ("jobName", "jobStatus", "jobStatusAt", "finishedAt", "dispatchedAt")
+        if key
+        not in ("jobName", "jobStatus", "jobStatusAt", "finishedAt", "dispatchedAt", "reason")
     }
-    record |= {
+    record |= (job or {}) | {
         "status": DISPATCHING,
         "claimedAt": _now(),
         "history": [*(history if isinstance(history, list) else []), entry],

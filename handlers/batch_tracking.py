@@ -5,6 +5,9 @@ about each job over a few threads sharing the session and the token, writes each
 the job's ledger record (``jobStatus``, ``jobStatusAt``, ``finishedAt`` when final) with the
 eTag it read, and removes the marker of every job that is final. One line per change:
 ``track_batch_jobs blob=<container>/<name> job=<name> outcome=job-<status in lower case>``.
+
+An ``unknown`` record is looked up by its job name (handlers/batch_unknown.py). A 404 means
+a deleted job only once the endpoint has answered for a job it has; see ``status_of``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any
 from azure.core.exceptions import ResourceModifiedError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from handlers import batch_index
-from handlers.batch_client import JOB_NAME, NOT_FOUND, BatchJobClient
+from handlers import batch_endpoint, batch_index, batch_unknown
+from handlers.batch_client import FINAL, JOB_NAME, NOT_FOUND, STATUSES, BatchJobClient
+from handlers.batch_endpoint import EndpointFacts
 from handlers.batch_index import OpenJob
 from handlers.batch_ledger import (
     CLAIM_TIMEOUT,
@@ -32,11 +36,10 @@ from handlers.batch_ledger import (
     DISPATCHING,
     REJECTED,
     UNKNOWN,
-    expire,
-    expired,
     overwrite,
     read_ledger,
 )
+from handlers.batch_unknown import blob_of
 from handlers.context import AppContext, get_context
 from handlers.errors import (
     ConfigurationError,
@@ -49,15 +52,6 @@ from handlers.settings import Settings
 logger = logging.getLogger(__name__)
 
 FUNCTION = "track_batch_jobs"
-# Azure ML's JobStatus values; a job in one of FINAL never changes again.
-STATUSES = frozenset(
-    {
-        "NotStarted", "Starting", "Provisioning", "Preparing", "Queued", "Running",
-        "Finalizing", "CancelRequested", "Completed", "Failed", "Canceled",
-        "NotResponding", "Paused", "Unknown",
-    }
-)  # fmt: skip
-FINAL = frozenset({"Completed", "Failed", "Canceled", NOT_FOUND})
 _LEVELS = {"Failed": logging.ERROR, "Canceled": logging.WARNING, NOT_FOUND: logging.WARNING}
 _WRITE_ATTEMPTS = 3
 
@@ -85,7 +79,8 @@ class TrackReport:
 
     @property
     def asked(self) -> int:
-        return sum(self.outcomes[k] for k in ("unchanged", "changed", "final", "left-open"))
+        asked = ("unchanged", "changed", "final", "left-open", "resolved", "redispatched")
+        return sum(self.outcomes[k] for k in asked)
 
 
 def track(
@@ -202,8 +197,11 @@ class _Run:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.lines: list[tuple[int, str, tuple[Any, ...]]] = []
+        self.answered = threading.Event()  # the endpoint answered for a job it has
+        self._facts: EndpointFacts | None = None
+        self._facts_read = False
 
-    def _say(self, level: int, message: str, *args: Any) -> None:
+    def say(self, level: int, message: str, *args: Any) -> None:
         """Keep a log line for the invocation's own thread to write (see ``flush``)."""
         with self.lock:
             self.lines.append((level, message, args))
@@ -231,7 +229,7 @@ class _Run:
                 self.stop.set()
                 self.report.stopped = str(exc)
             if first:
-                self._say(
+                self.say(
                     logging.ERROR, "%s outcome=failed reason=ConfigurationError: %s", FUNCTION, exc
                 )
             return "not-asked"
@@ -249,10 +247,48 @@ class _Run:
             if isinstance(found, str):
                 return found
             job = found
-        status = self.client.job_status(job.job_name or "")
+        status = self.status_of(job.job_name or "")
         if status == job.status:
             return "unchanged"
         return self._record(job, status)
+
+    def status_of(self, name: str) -> str:
+        """The job's status; NOT_FOUND only once the endpoint has answered in this run for a
+        job it has, or does now for one a dispatch noted (batch_endpoint). When every job
+        answers 404 the URI's path is wrong: ConfigurationError stops the run, logged once,
+        and closes nothing."""
+        status = self.client.job_status(name)
+        if status != NOT_FOUND:
+            self.answered.set()
+            return status
+        if self.answered.is_set():
+            return status
+        facts = self.facts()
+        known = [job for job in (facts.known_jobs if facts else ()) if job != name]
+        for other in known:
+            if self.client.job_status(other) != NOT_FOUND:
+                self.answered.set()
+                return status
+        if not known:
+            # Nothing else to ask: a deleted job and a wrong path look the same. The job
+            # stays open (the run's summary line says why) until another job answers.
+            raise DispatchUnavailableError(
+                f"job {name} answered 404, and no other job is known to tell a deleted job "
+                "from a wrong BATCH_ENDPOINT_URI path; it stays open until one answers"
+            )
+        raise ConfigurationError(
+            "BATCH_ENDPOINT_URI",
+            f"the endpoint answered 404 for job {name} and for {', '.join(known)}, which it "
+            "started; the URI's path is probably wrong, so no job was closed",
+        )
+
+    def facts(self) -> EndpointFacts | None:
+        """What dispatches noted of the endpoint, read once per run."""
+        with self.lock:
+            if not self._facts_read:
+                self._facts = batch_endpoint.recall(self.container)
+                self._facts_read = True
+            return self._facts
 
     def _from_record(self, job: OpenJob) -> OpenJob | str:
         """Read the record of a marker the tracker has not seen yet; note its job on it."""
@@ -264,37 +300,22 @@ class _Run:
         record, etag = found
         status = record.get("status")
         if status == DISPATCHING:
-            if not expired(record, self.stale_after):
-                return "pending"  # being posted right now
-            try:
-                reason = expire(ledger, record, etag)
-            except ResourceModifiedError:
-                return "pending"
-            self._say(
-                logging.ERROR,
-                "%s blob=%s outcome=unknown %s; check the endpoint's jobs, then delete ledger "
-                "blob %s/%s to dispatch again",
-                FUNCTION,
-                _blob(record),
-                reason,
-                self.container.container_name,
-                job.record,
-            )
-            batch_index.close(self.container, job)
-            return "closed"
-        if status in (REJECTED, UNKNOWN):
+            return batch_unknown.expire_stale(self, job, record, etag, self.stale_after)
+        if status == UNKNOWN:
+            return batch_unknown.resolve(self, job, record, etag)
+        if status == REJECTED:
             batch_index.close(self.container, job)
             return "closed"
         job_name = record.get("jobName")
         if status != DISPATCHED or not isinstance(job_name, str):
             return self._unreadable(job, "no status or job name a tracker understands")
         if not JOB_NAME.match(job_name):
-            self._say(
+            self.say(
                 logging.ERROR,
                 "%s blob=%s job=%s outcome=untrackable the endpoint returned no usable job "
                 "name; nothing to ask about",
                 FUNCTION,
-                _blob(record),
+                blob_of(record),
                 job_name,
             )
             batch_index.close(self.container, job)
@@ -325,7 +346,7 @@ class _Run:
             known = record.get("jobStatus")
             if known in FINAL or known == status:
                 # Another run got there first: it logged the change.
-                self._settle(job, str(known))
+                self.settle(job, str(known))
                 return "unchanged"
             now = datetime.now(UTC).isoformat(timespec="milliseconds")
             changes: dict[str, Any] = {"jobStatus": status, "jobStatusAt": now}
@@ -336,11 +357,11 @@ class _Run:
             except ResourceModifiedError:
                 continue
             self._log_change(record, status)
-            self._settle(job, status)
+            self.settle(job, status)
             return "final" if status in FINAL else "changed"
         return "left-open"  # kept changing under us; the next run tries again
 
-    def _settle(self, job: OpenJob, status: str) -> None:
+    def settle(self, job: OpenJob, status: str) -> None:
         if status in FINAL:
             batch_index.close(self.container, job)
         else:
@@ -350,17 +371,17 @@ class _Run:
         level = _LEVELS.get(status, logging.INFO)
         if status not in STATUSES and status != NOT_FOUND:
             level = logging.WARNING  # not a status Azure ML documents: kept as it came, not final
-        self._say(
+        self.say(
             level,
             "%s blob=%s job=%s outcome=job-%s",
             FUNCTION,
-            _blob(record),
+            blob_of(record),
             record.get("jobName"),
             status.lower(),
         )
 
     def _unreadable(self, job: OpenJob, why: str) -> str:
-        self._say(
+        self.say(
             logging.ERROR,
             "%s record=%s/%s outcome=skipped the ledger record cannot be read (%s); it is left "
             "as it is, and its marker stays until the record is fixed or deleted",
@@ -370,7 +391,3 @@ class _Run:
             why,
         )
         return "unreadable"
-
-
-def _blob(record: dict[str, Any]) -> str:
-    return f"{record.get('container')}/{record.get('blob')}"

@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from handlers.batch_settings import RETIRED_INPUT_TYPE, BatchSettings, read_batch
 from handlers.errors import ConfigurationError
 from handlers.thumbnail_settings import ThumbnailOutput, one_of, read_output
 from handlers.thumbnail_settings import whole_number as _integer
@@ -39,8 +40,11 @@ SETTINGS: dict[str, str] = {
     "DEADLETTER_CONTAINER": "Container Event Grid dead-letters into; never processed.",
     "BATCH_ENDPOINT_URI": "Scoring URI of the batch endpoint; unset means dry-run.",
     "BATCH_DEPLOYMENT": "Optional deployment name, sent as azureml-model-deployment.",
-    "BATCH_INPUT_NAME": "Name of the job input that receives the blob.",
-    "BATCH_INPUT_TYPE": "UriFile or UriFolder.",
+    "BATCH_INPUT_NAME": "Name of the job input that receives the blob or folder.",
+    "BATCH_JOB_SCOPE": "file (a job per new file) or folder (a job per folder marker).",
+    "BATCH_FOLDER_MARKER": "In folder scope, the blob whose creation starts the folder's job.",
+    "BATCH_OUTPUT_URI": "Optional job output: a template with {path} and {job}.",
+    "BATCH_OUTPUT_NAME": "Name of the job output BATCH_OUTPUT_URI is sent as.",
     "BATCH_TOKEN_SCOPE": "Scope of the bearer token for the batch endpoint.",
     "BATCH_TIMEOUT_SECONDS": "How long one request to the batch endpoint may take.",
     "BATCH_TRACK_SCHEDULE": "NCRONTAB schedule of track_batch_jobs (six fields, with seconds).",
@@ -69,13 +73,14 @@ DEFAULTS: dict[str, str] = {
     "DISPATCH_LEDGER_CONTAINER": "batch-dispatch",
     "DEADLETTER_CONTAINER": "deadletter",
     "BATCH_INPUT_NAME": "input_data",
-    "BATCH_INPUT_TYPE": "UriFile",
+    "BATCH_JOB_SCOPE": "file",
+    "BATCH_FOLDER_MARKER": "_SUCCESS",  # what Spark and Hadoop write when a folder is complete
+    "BATCH_OUTPUT_NAME": "score",  # what model deployments call their output
     "BATCH_TOKEN_SCOPE": "https://ml.azure.com/.default",
     "BATCH_TIMEOUT_SECONDS": "30",
     "BATCH_TRACK_SCHEDULE": "0 */5 * * * *",
 }
 
-BATCH_INPUT_TYPES = ("UriFile", "UriFolder")
 THUMBNAIL_FORMATS = ("auto", "webp", "jpeg", "png")
 # Frames of an animation at most: each 128 px frame costs about 1-5 ms to decode and encode.
 MAX_FRAMES_CEILING = 1000
@@ -83,8 +88,6 @@ MAX_FRAMES_CEILING = 1000
 PILLOW_PIXEL_CEILING = 178_956_970
 _CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
-_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,254}$")
 
 
 @dataclass(frozen=True)
@@ -94,24 +97,6 @@ class StorageSettings:
     connection_string: str | None
     account_url: str | None
     client_id: str | None
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """How to reach the batch endpoint; ``endpoint_uri`` None means dry-run."""
-
-    endpoint_uri: str | None
-    deployment: str | None
-    input_name: str
-    input_type: str
-    token_scope: str
-    timeout_seconds: float
-    track_schedule: str
-
-    @property
-    def dry_run(self) -> bool:
-        """No endpoint: the dispatch only logs the request it would send."""
-        return self.endpoint_uri is None
 
 
 @dataclass(frozen=True)
@@ -181,7 +166,7 @@ class Settings:
             thumbnail_max_frames=max_frames,
             ledger_container=output_names["DISPATCH_LEDGER_CONTAINER"],
             deadletter_container=output_names["DEADLETTER_CONTAINER"],
-            batch=_batch(values, get),
+            batch=_batch(env, values, get),
             client_id=values.get("AZURE_CLIENT_ID"),
         )
 
@@ -232,39 +217,14 @@ def _storage(values: Mapping[str, str]) -> StorageSettings:
     )
 
 
-def _batch(values: Mapping[str, str], get: Callable[[str], str]) -> BatchSettings:
-    endpoint = values.get("BATCH_ENDPOINT_URI")
-    if endpoint is not None:
-        _check_url("BATCH_ENDPOINT_URI", endpoint)
-    deployment = values.get("BATCH_DEPLOYMENT")
-    if deployment is not None and not _DEPLOYMENT_NAME.match(deployment):
-        raise ConfigurationError("BATCH_DEPLOYMENT", f"{deployment!r} is not a deployment name")
-    input_name = get("BATCH_INPUT_NAME")
-    if not _INPUT_NAME.match(input_name):
-        raise ConfigurationError(
-            "BATCH_INPUT_NAME", f"{input_name!r} is not an input name (letters, digits, _)"
-        )
-    input_type = get("BATCH_INPUT_TYPE")
-    if input_type not in BATCH_INPUT_TYPES:
-        raise ConfigurationError(
-            "BATCH_INPUT_TYPE", f"{input_type!r} is not one of {', '.join(BATCH_INPUT_TYPES)}"
-        )
-    scope = get("BATCH_TOKEN_SCOPE")
-    if not scope.startswith(("https://", "api://")) or " " in scope:
-        raise ConfigurationError(
-            "BATCH_TOKEN_SCOPE", f"{scope!r} is not a scope like https://ml.azure.com/.default"
-        )
-    timeout_text = get("BATCH_TIMEOUT_SECONDS")
-    try:
-        timeout = float(timeout_text)
-    except ValueError:
-        raise ConfigurationError(
-            "BATCH_TIMEOUT_SECONDS", f"{timeout_text!r} is not a number"
-        ) from None
-    if not 0.1 <= timeout <= 230:
-        raise ConfigurationError("BATCH_TIMEOUT_SECONDS", f"{timeout} is outside 0.1..230")
-    schedule = _schedule("BATCH_TRACK_SCHEDULE", get("BATCH_TRACK_SCHEDULE"))
-    return BatchSettings(endpoint, deployment, input_name, input_type, scope, timeout, schedule)
+def _batch(
+    env: Mapping[str, str], values: Mapping[str, str], get: Callable[[str], str]
+) -> BatchSettings:
+    retired = env.get(RETIRED_INPUT_TYPE, "").strip()
+    batch = read_batch(
+        {**values, RETIRED_INPUT_TYPE: retired} if retired else values, get, _check_url
+    )
+    return replace(batch, track_schedule=_schedule("BATCH_TRACK_SCHEDULE", batch.track_schedule))
 
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")

@@ -31,12 +31,24 @@ param batchDeployment string = ''
 @minLength(1)
 param batchInputName string = 'input_data'
 
-@description('Optional. Type of that input.')
+@description('Optional. What one job covers: file (a job per new file version) or folder (a job per folder, when its batchFolderMarker blob is written; the batch subscription then filters on that marker).')
 @allowed([
-  'UriFile'
-  'UriFolder'
+  'file'
+  'folder'
 ])
-param batchInputType string = 'UriFile'
+param batchJobScope string = 'file'
+
+@description('Optional. In folder scope, the blob name (no folders) that marks a folder ready.')
+@minLength(1)
+@maxLength(128)
+param batchFolderMarker string = '_SUCCESS'
+
+@description('Optional. Job output: an azureml://datastores/<datastore>/paths/... or https blob URL template with {job} (and optionally {path}). Empty: no output is sent.')
+param batchOutputUri string = ''
+
+@description('Optional. Name of the job output (score for model deployments).')
+@minLength(1)
+param batchOutputName string = 'score'
 
 @description('Optional. Scope of the token the app requests for the batch endpoint.')
 @minLength(1)
@@ -477,7 +489,10 @@ var appSettings = {
   BATCH_ENDPOINT_URI: batchEndpointUri
   BATCH_DEPLOYMENT: batchDeployment
   BATCH_INPUT_NAME: batchInputName
-  BATCH_INPUT_TYPE: batchInputType
+  BATCH_JOB_SCOPE: batchJobScope
+  BATCH_FOLDER_MARKER: batchFolderMarker
+  BATCH_OUTPUT_URI: batchOutputUri
+  BATCH_OUTPUT_NAME: batchOutputName
   BATCH_TOKEN_SCOPE: batchTokenScope
   BATCH_TIMEOUT_SECONDS: string(batchTimeoutSeconds)
   BATCH_TRACK_SCHEDULE: batchTrackSchedule
@@ -524,6 +539,7 @@ module eventGrid 'modules/event-grid.bicep' = {
     functionAppName: functionApp.outputs.name
     deadLetterContainerName: containers.deadLetter
     subscriptions: routing.subscriptions
+    folderMarker: (batchJobScope == 'folder') ? batchFolderMarker : ''
     deployEventSubscriptions: deployEventSubscriptions
   }
 }

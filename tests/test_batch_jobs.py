@@ -20,7 +20,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from handlers.batch_client import BatchJobClient, DispatchRetry
+from handlers.batch_client import BatchJobClient, DispatchRetry, JobSpec
 from handlers.batch_jobs import dispatch_batch_job
 from handlers.batch_ledger import CLAIM_TIMEOUT, find_record, ledger_name, ledger_prefix
 from handlers.context import AppContext, reset_context
@@ -66,15 +66,18 @@ def test_posts_the_documented_job_and_records_it(
     assert request.headers["Authorization"] == f"Bearer {identity.token}"
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["azureml-model-deployment"] == "blue"
+    (job_name,) = batch.jobs.jobs
     assert request.json() == {
         "properties": {
-            "InputData": {"heart_data": {"JobInputType": "UriFile", "Uri": event["data"]["url"]}}
+            "inputData": {"heart_data": {"jobInputType": "UriFile", "uri": event["data"]["url"]}},
+            "name": job_name,
         }
     }
-    (job_name,) = batch.jobs.jobs
+    assert job_name.startswith("job-heart-disease-3-csv-")
     record = batch.record(event)
     assert record["status"] == "dispatched"
-    assert record["jobName"] == job_name
+    assert record["jobName"] == record["jobRequested"] == job_name
+    assert request.headers["repeatability_request-id"] == record["requestId"]
     assert record["eTag"] == event["data"]["eTag"].strip('"')
     assert record["blob"] == "incoming/2026/heart disease #3.csv"
     assert outcome == Outcome("dispatched", f"job {job_name} for {event['data']['url']}")
@@ -82,19 +85,14 @@ def test_posts_the_documented_job_and_records_it(
     assert token_request.query["resource"] == ["https://ml.azure.com"]
 
 
-def test_folder_input_and_default_deployment(batch: Batch, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATCH_INPUT_TYPE", "UriFolder")
+def test_default_deployment_sends_no_deployment_header(
+    batch: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("BATCH_DEPLOYMENT")
     reset_context()
-    event = batch.upload("incoming/day1/a.csv")
-    invoke("dispatch_batch_job", event)
+    invoke("dispatch_batch_job", batch.upload("incoming/day1/a.csv"))
     (request,) = batch.jobs.posts()
     assert "azureml-model-deployment" not in request.headers
-    (value,) = request.json()["properties"]["InputData"].values()
-    assert value == {
-        "JobInputType": "UriFolder",
-        "Uri": event["data"]["url"].rsplit("/", 1)[0] + "/",
-    }
 
 
 def test_duplicate_and_concurrent_deliveries_start_one_job(batch: Batch) -> None:
@@ -239,7 +237,7 @@ def test_dry_run_logs_the_request_and_records_nothing(
     outcome = deliver(event)
     assert outcome.status == "dry-run"
     body = json.loads(outcome.detail.split("body=", 1)[1])
-    assert body["properties"]["InputData"]["input_data"]["Uri"] == event["data"]["url"]
+    assert body["properties"]["inputData"]["input_data"]["uri"] == event["data"]["url"]
     assert "Bearer <token for https://ml.azure.com/.default>" in outcome.detail
     assert not blob_service.get_container_client(containers["ledger"]).exists()
 
@@ -274,6 +272,11 @@ def test_a_stale_claim_is_recorded_as_unknown_and_never_posted(batch: Batch) -> 
     assert second.status == "duplicate"
 
 
+A_JOB = JobSpec(
+    "job-a-csv-1", "http://127.0.0.1/x/a.csv", None, "0f0e5c1e-4b7a-4f52-9d0e-8b3c2a1f6e5d"
+)
+
+
 def client_with(waits: list[float]) -> BatchJobClient:
     """The app's batch client on the app's session and credential, with recorded waits."""
     ctx = AppContext.from_env(os.environ)
@@ -285,7 +288,7 @@ def test_waits_one_then_two_seconds_then_gives_up(batch: Batch) -> None:
     waits: list[float] = []
     batch.jobs.script.extend([Scripted(500), Scripted(502), Scripted(500)])
     with pytest.raises(DispatchUnavailableError, match="500 after 3 attempts"):
-        client_with(waits).submit("http://127.0.0.1/x/a.csv")
+        client_with(waits).submit(A_JOB)
     assert waits == [1.0, 2.0]
     assert len(batch.jobs.posts()) == 3
 
@@ -300,7 +303,7 @@ def test_retry_after_is_honoured_on_any_retried_answer_and_unreadable_ones_back_
             Scripted(429, None, {"Retry-After": "soon"}),
         ]
     )
-    name = client_with(waits).submit("http://127.0.0.1/x/a.csv")
+    name = client_with(waits).submit(A_JOB)
     assert name in batch.jobs.jobs
     assert waits == [3.0, 2.0]  # as asked, then the backoff after the second failure
 
@@ -308,7 +311,7 @@ def test_retry_after_is_honoured_on_any_retried_answer_and_unreadable_ones_back_
 def test_413_with_retry_after_is_a_rejection_not_a_retry(batch: Batch) -> None:
     batch.jobs.script.append(Scripted(413, {"error": {"code": "TooLarge"}}, {"Retry-After": "1"}))
     with pytest.raises(DispatchRejectedError, match="413") as raised:
-        client_with([]).submit("http://127.0.0.1/x/a.csv")
+        client_with([]).submit(A_JOB)
     assert "TooLarge" in raised.value.body
     assert len(batch.jobs.posts()) == 1
 
@@ -332,7 +335,7 @@ def test_a_connection_dropped_after_the_request_is_never_posted_again(
     os.environ["BATCH_ENDPOINT_URI"] = f"http://127.0.0.1:{listener.getsockname()[1]}/jobs"
     try:
         with pytest.raises(OutcomeUnknownError, match="the job may exist"):
-            client_with([]).submit("http://127.0.0.1/x/a.csv")
+            client_with([]).submit(A_JOB)
     finally:
         listener.close()
     assert len(received) == 1 and received[0].startswith(b"POST /jobs")

@@ -182,21 +182,64 @@ def test_a_job_the_endpoint_no_longer_has_is_recorded_as_not_found(
     batch: Batch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    batch.dispatch("incoming/deleted.csv")
-    (job,) = batch.jobs.jobs
-    batch.jobs.jobs.pop(job)  # deleted on the service side: 404
+    kept = batch.dispatch_job("incoming/kept.csv")
+    job = batch.dispatch_job("incoming/deleted.csv")
+    batch.jobs.remove_job(job)  # deleted on the service side: 404
     invoke_timer("track_batch_jobs")
     invoke_timer("track_batch_jobs")
     record = batch.record_of("incoming/deleted.csv")
     assert record["jobStatus"] == "NotFound" and "finishedAt" in record
-    assert change_lines(caplog) == [
-        (
-            logging.WARNING,
-            f"track_batch_jobs blob={batch.incoming}/incoming/deleted.csv job={job} "
-            "outcome=job-notfound",
-        )
-    ]
-    assert batch.jobs.status_requests() == {job: 1} and batch.markers() == []
+    assert (
+        logging.WARNING,
+        f"track_batch_jobs blob={batch.incoming}/incoming/deleted.csv job={job} "
+        "outcome=job-notfound",
+    ) in change_lines(caplog)
+    assert batch.jobs.status_requests()[job] == 1
+    assert batch.markers() == [batch_index.marker_name(batch.record_name("incoming/kept.csv"))]
+    assert batch.record_of("incoming/kept.csv")["jobName"] == kept
+
+
+def test_a_wrong_endpoint_path_closes_no_job_and_says_so_once(
+    batch: Batch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every job answers 404 when BATCH_ENDPOINT_URI's path is wrong: that is one
+    configuration error, not every job deleted."""
+    for name in ("incoming/a.csv", "incoming/b.csv", "incoming/c.csv"):
+        batch.dispatch(name)
+    os.environ["BATCH_ENDPOINT_URI"] = f"{batch.jobs.url}/wrong/jobs"
+    reset_context()
+    invoke_timer("track_batch_jobs")
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    (line,) = errors
+    assert "BATCH_ENDPOINT_URI" in line.getMessage()
+    assert "path is probably wrong, so no job was closed" in line.getMessage()
+    for name in ("incoming/a.csv", "incoming/b.csv", "incoming/c.csv"):
+        assert "jobStatus" not in batch.record_of(name)
+    assert len(batch.markers()) == 3
+    # The path put right, the same jobs are followed again.
+    os.environ["BATCH_ENDPOINT_URI"] = batch.jobs.scoring_uri
+    reset_context()
+    invoke_timer("track_batch_jobs")
+    assert {batch.record_of(n)["jobStatus"] for n in ("incoming/a.csv", "incoming/b.csv")} == {
+        "Queued"
+    }
+
+
+def test_a_lone_job_answering_404_stays_open_until_another_job_answers(
+    batch: Batch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = batch.dispatch_job("incoming/alone.csv")
+    batch.jobs.remove_job(job)
+    invoke_timer("track_batch_jobs")
+    assert "jobStatus" not in batch.record_of("incoming/alone.csv")
+    (summary,) = [r for r in caplog.records if "track_batch_jobs run:" in r.getMessage()]
+    assert "left-open=1" in summary.getMessage()
+    assert "no other job is known to tell a deleted job" in summary.getMessage()
+    batch.dispatch("incoming/next.csv")  # a job the endpoint has: now a 404 means deleted
+    invoke_timer("track_batch_jobs")
+    assert batch.record_of("incoming/alone.csv")["jobStatus"] == "NotFound"
 
 
 def test_a_flapping_endpoint_leaves_jobs_open_until_it_answers(
@@ -410,7 +453,8 @@ def test_markers_of_jobs_that_never_started_are_removed_without_asking(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Rejected and unknown dispatches have no job to follow; a claim whose delivery died
-    (older than the function timeout) is recorded as unknown, as a redelivery would."""
+    (older than the function timeout) is recorded as unknown, as a redelivery would. The
+    claim here is one from before job names, which cannot be looked up by name."""
     batch.jobs.script.append(Scripted(400, {"error": {"code": "BadRequest"}}))
     batch.dispatch("incoming/rejected.csv")
     assert batch.record_of("incoming/rejected.csv")["status"] == "rejected"
@@ -422,6 +466,7 @@ def test_markers_of_jobs_that_never_started_are_removed_without_asking(
         "status": "dispatching",
         "claimedAt": "2026-01-01T00:00:00.000+00:00",
     }
+    del stale["jobRequested"]
     ledger.get_blob_client(died).upload_blob(json.dumps(stale), overwrite=True)
     batch_index.mark_open(ledger, died)  # as the dying delivery left it: not yet noted
     assert len(batch.markers()) == 2

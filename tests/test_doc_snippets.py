@@ -148,6 +148,8 @@ def _mask(line: str) -> list[str]:
     line = re.sub(r"\b\d{2}:\d{2}:\d{2}\b", "<time>", line)
     line = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", line)
     line = re.sub(r"\bevent=\S+", "event=<id>", line)
+    # Job names end in a hash of the blob version (handlers.batch_jobs.job_name_for).
+    line = re.sub(r"\b(job-[a-z0-9_-]*?)[0-9a-f]{20}\b", r"\1<hash>", line)
     line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", line)
     return line.split()
 

@@ -260,10 +260,10 @@ def test_app_settings_check_catches_missing_and_local_only_settings() -> None:
 
 def test_app_settings_check_catches_a_setting_dropped_from_bicep(tmp_path: Path) -> None:
     infra = copy_infra(tmp_path)
-    edit(infra / "main.bicep", "  BATCH_INPUT_TYPE: batchInputType\n", "")
+    edit(infra / "main.bicep", "  BATCH_JOB_SCOPE: batchJobScope\n", "")
     settings = settings_check.app_settings(bicep.Template.load(infra))
     assert settings_check.check_app_settings(settings, SETTINGS) == [
-        "app setting BATCH_INPUT_TYPE is read by the code but not set in Bicep"
+        "app setting BATCH_JOB_SCOPE is read by the code but not set in Bicep"
     ]
 
 
@@ -537,6 +537,7 @@ def test_bicep_subscription_check_catches_a_dead_letter_container_not_from_the_j
         (lambda r: r.pop("retryPolicy"), "retryPolicy.maxDeliveryAttempts must be 1..30"),
         (lambda r: r["retryPolicy"].update(maxDeliveryAttempts=31), "must be 1..30, got 31"),
         (lambda r: r["retryPolicy"].pop("eventTimeToLiveInMinutes"), "must be 1..1440, got None"),
+        (lambda r: r.pop("markerFilter"), "markerFilter must be true or false"),
     ],
 )
 def test_bicep_subscription_check_catches_routes_without_retry_values(
@@ -551,6 +552,20 @@ def test_bicep_subscription_check_catches_routes_without_retry_values(
         bicep.Template.load(infra), routes_file
     )
     assert any(p.startswith("route batch:") and problem in p for p in problems), problems
+
+
+def test_bicep_subscription_check_catches_a_marker_filter_on_the_thumbnails(
+    tmp_path: Path,
+) -> None:
+    infra = copy_infra(tmp_path)
+    routes_file = infra / "event-subscriptions.json"
+    routing = json.loads(routes_file.read_text())
+    route(routing, "create_thumbnail")["markerFilter"] = True
+    routes_file.write_text(json.dumps(routing))
+    problems = subscriptions_check.check_bicep_subscriptions(
+        bicep.Template.load(infra), routes_file
+    )
+    assert any("only the batch dispatch has a folder scope" in p for p in problems), problems
 
 
 def _more_suffixes(route: dict[str, Any], count: int) -> None:

@@ -246,6 +246,7 @@ def test_postdeploy_hooks_pass_every_azd_placeholder() -> None:
         "environmentName": "AZURE_ENV_NAME",
         "networkIsolation": "NETWORK_ISOLATION",
         "alertEmail": "ALERT_EMAIL",
+        "batchJobScope": "BATCH_JOB_SCOPE",
     }
     assert deployment.check_hooks_pass_placeholders() == []
 

@@ -18,7 +18,7 @@ import pytest
 from tests.support.infra import bicep, routing
 from tests.support.infra.copies import copy_infra, edit
 from tests.support.infra.schema import SNAPSHOT, Types
-from tests.support.infra.typecheck import Report, typecheck
+from tests.support.infra.typecheck import Report, evaluated_resources, module_env, typecheck
 
 pytestmark = pytest.mark.infra
 
@@ -27,6 +27,7 @@ SUBSCRIPTION_TYPE = "Microsoft.EventGrid/systemTopics/eventSubscriptions"
 MODES = {
     "public": {"networkIsolation": False, "deployEventSubscriptions": True},
     "isolated": {"networkIsolation": True, "deployEventSubscriptions": True},
+    "folder": {"batchJobScope": "folder", "deployEventSubscriptions": True},
 }
 
 
@@ -81,6 +82,31 @@ def test_templates_match_azure_types(types: Types, mode: str) -> None:
     assert declared <= set(report.checked), declared - set(report.checked)
     # One subscription per route: the loop over event-subscriptions.json was expanded.
     assert report.checked[SUBSCRIPTION_TYPE] == len(routing.load_routing()["subscriptions"])
+
+
+@pytest.mark.parametrize(
+    ("parameters", "batch_ends_with"),
+    [
+        ({}, ""),
+        ({"batchJobScope": "folder"}, "/_SUCCESS"),
+        ({"batchJobScope": "folder", "batchFolderMarker": "_DONE"}, "/_DONE"),
+        ({"batchJobScope": "file", "batchFolderMarker": "_DONE"}, ""),
+    ],
+)
+def test_the_compiled_subscriptions_carry_the_marker_filter_in_folder_scope(
+    parameters: dict[str, Any], batch_ends_with: str
+) -> None:
+    env = module_env(
+        bicep.Template.load(), {"deployEventSubscriptions": True, **parameters}, "eventGrid"
+    )
+    filters = {
+        sub["name"]: sub["properties"]["filter"]
+        for sub in evaluated_resources(env, "eventSubscriptions")
+    }
+    assert filters["batch"]["subjectEndsWith"] == batch_ends_with
+    assert filters["thumbnails"]["subjectEndsWith"] == ""  # never the marker
+    routes = {r["name"]: r["filter"] for r in routing.load_routing()["subscriptions"]}
+    assert filters["batch"]["subjectBeginsWith"] == routes["batch"]["subjectBeginsWith"]
 
 
 # --- Each kind of mistake, in a broken copy --------------------------------------------------

@@ -4,6 +4,7 @@ turns uploads into thumbnails, and leaves no process behind when it is stopped."
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import re
@@ -340,4 +341,49 @@ def test_batch_endpoint_local_shows_each_job_to_its_end(
     assert ops_main(["jobs"], stdout=out, stderr=err) == 0, err.getvalue()
     listing = out.getvalue().splitlines()
     assert listing[-1] == "2 jobs: Completed 1, Failed 1"
+    assert loop.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.azurite
+@pytest.mark.http
+@pytest.mark.slow
+def test_batch_endpoint_local_in_folder_scope_shows_a_folder_drop(
+    tmp_path: Path, loops: list[Loop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/batch-jobs.md, "Folder drops": the loop uploads ten files, then the marker; one
+    dispatch line for the folder, its status lines, and ``ops jobs`` with the output URI."""
+    state = tmp_path / "state"
+    state.mkdir()
+    document = json.loads((ROOT / "local.settings.json.sample").read_text(encoding="utf-8"))
+    output = "azureml://datastores/workspaceblobstore/paths/scores/{path}/{job}"
+    document["Values"] |= {"BATCH_JOB_SCOPE": "folder", "BATCH_OUTPUT_URI": output}
+    (state / "local.settings.json").write_text(json.dumps(document), encoding="utf-8")
+    loop = start_loop(
+        state, "--batch-endpoint", "local", "--job-seconds", "3", "--track-seconds", "0.4"
+    )
+    loops.append(loop)
+    loop.wait_for("local loop ready", 90)
+    marker = "batch-input/incoming/sample-drop/_SUCCESS"
+
+    def lines_with(text: str) -> list[str]:
+        return [line for line in loop.output if text in line]
+
+    poll(lambda: lines_with("outcome=job-completed"), 30, "the folder's job completed")
+    dispatched = lines_with("dispatch_batch_job event=")
+    assert len(dispatched) == 1 and f"blob={marker} " in dispatched[0]
+    assert "outcome=dispatched" in dispatched[0]
+    assert "/incoming/sample-drop/ output azureml://" in dispatched[0]
+    for status in ("queued", "running", "completed"):
+        assert any(f"blob={marker} " in line for line in lines_with(f"outcome=job-{status}"))
+    assert not lines_with("part-0")  # the ten files reached no function
+
+    monkeypatch.setenv("DATA_STORAGE", azurite.connection_string(loop.blob_port))
+    out, err = io.StringIO(), io.StringIO()
+    assert ops_main(["jobs"], stdout=out, stderr=err) == 0, err.getvalue()
+    header, row, summary = out.getvalue().splitlines()
+    assert header.split()[-1] == "output"
+    job, blob, uri = row.split()[-3:]
+    assert blob == marker
+    assert uri == f"azureml://datastores/workspaceblobstore/paths/scores/incoming/sample-drop/{job}"
+    assert summary == "1 job: Completed 1"
     assert loop.stop(signal.SIGINT) == 0

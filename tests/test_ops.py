@@ -27,7 +27,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 from PIL import Image
 
-from handlers import batch_index, pipeline
+from handlers import batch_endpoint, batch_index, pipeline
 from handlers.batch_ledger import ledger_name
 from handlers.context import AppContext
 from handlers.events import AccountEndpoint, BlobCreated, parse_event
@@ -248,6 +248,58 @@ class Recording:
 
 @pytest.mark.azurite
 @pytest.mark.http
+def test_backfill_in_folder_scope_offers_folders_with_a_marker_and_no_job(
+    ops: Ops,
+    blob_service: BlobServiceClient,
+    containers: dict[str, str],
+    identity: ManagedIdentityEndpoint,
+    jobs: JobsEndpoint,
+) -> None:
+    incoming = containers["incoming"]
+    for folder in ("incoming/ready", "incoming/half", "incoming/done"):
+        for n in range(4):
+            put(blob_service, incoming, f"{folder}/part-{n}.csv", b"a\n1\n", "text/csv")
+    for folder in ("incoming/ready", "incoming/done"):
+        put(blob_service, incoming, f"{folder}/_SUCCESS", b"", "application/octet-stream")
+    batch_environment(identity, jobs)
+    os.environ.update(
+        {
+            "BATCH_JOB_SCOPE": "folder",
+            "BATCH_OUTPUT_URI": "azureml://datastores/workspaceblobstore/paths/out/{path}/{job}",
+        }
+    )
+    # One folder's job already exists: its marker's version has a record.
+    ctx = AppContext.from_env(os.environ)
+    done = ops("backfill", "--container", incoming, "--prefix", "incoming/done/")
+    assert done.code == 0, done.out + done.err
+    assert len(jobs.jobs) == 1
+
+    dry = ops("backfill", "--container", incoming, "--target", "dispatch_batch_job", "--dry-run")
+    assert dry.code == 0, dry.out + dry.err
+    assert f"dispatch_batch_job {incoming}/incoming/ready/_SUCCESS" in dry.out
+    assert "part-" not in dry.out  # files are not offered: the route takes markers only
+    real = ops("backfill", "--container", incoming, "--target", "dispatch_batch_job")
+    assert real.code == 0, real.out + real.err
+    assert real.counts() == counts(1, 1, 0, 0)
+    assert jobs.job_uris() == {
+        f"{ctx.blob_service.url.rstrip('/')}/{incoming}/incoming/{name}/": 1
+        for name in ("ready", "done")
+    }
+    listing = ops("jobs")
+    assert listing.code == 0, listing.err
+    header, *rows, summary = listing.out.splitlines()
+    assert header.split() == ["dispatched", "status", "job", "blob", "output"]
+    for row in rows:
+        job, blob, output = row.split()[-3:]
+        folder = blob.removesuffix("/_SUCCESS").rsplit("/", 1)[-1]
+        assert (
+            output == f"azureml://datastores/workspaceblobstore/paths/out/incoming/{folder}/{job}"
+        )
+    assert summary == "2 jobs: dispatched (not yet tracked) 2"
+
+
+@pytest.mark.azurite
+@pytest.mark.http
 def test_backfill_does_what_the_routes_say_and_a_second_run_writes_nothing(
     ops: Ops,
     blob_service: BlobServiceClient,
@@ -284,14 +336,16 @@ def test_backfill_does_what_the_routes_say_and_a_second_run_writes_nothing(
     batch = ops("backfill", "--container", incoming, "--target", "dispatch_batch_job")
     assert batch.code == 0, batch.out + batch.err
     assert batch.counts() == counts(len(BATCH_OFFERED), 0, 0, 0)
-    posted = [r.json()["properties"]["InputData"] for r in jobs.requests if r.method == "POST"]
-    urls = {next(iter(value.values()))["Uri"] for value in posted}
+    posted = [r.json()["properties"]["inputData"] for r in jobs.requests if r.method == "POST"]
+    urls = {next(iter(value.values()))["uri"] for value in posted}
     assert urls == {f"{azurite_service.blob_url}/{incoming}/{name}" for name in BATCH_OFFERED}
     ledger = outputs(blob_service, containers["ledger"])
     recorded = ledger_names(blob_service, azurite_service, incoming, BATCH_OFFERED)
-    # One record per version, and the open-jobs marker of its job for track_batch_jobs.
+    # One record per version, the open-jobs marker of its job for track_batch_jobs, and what
+    # the dispatches learnt of the endpoint (handlers/batch_endpoint.py).
     records = set(recorded.values())
-    assert set(ledger) == records | {batch_index.marker_name(name) for name in records}
+    markers = {batch_index.marker_name(name) for name in records}
+    assert set(ledger) == records | markers | {batch_endpoint.FACTS}
 
     # The same commands again: every output blob is byte-for-byte untouched.
     again = ops("backfill", "--container", images)
@@ -644,8 +698,8 @@ def test_replay_handles_and_archives_and_leaves_what_still_fails(
     assert "archived 1, left in place 0, malformed 1" in second.out
     assert second.counts() == counts(1, 0, 0, 0)
     (job,) = jobs.jobs.values()
-    (value,) = job["properties"]["InputData"].values()
-    assert value["Uri"] == csv["data"]["url"]
+    (value,) = job["properties"]["inputData"].values()
+    assert value["uri"] == csv["data"]["url"]
     assert set(outputs(blob_service, dead)) == {
         broken,
         old,

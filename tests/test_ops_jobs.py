@@ -48,7 +48,7 @@ def test_listing_filters_and_refresh(batch: Batch) -> None:
 
     before = ops()
     assert before.code == 0, before.err
-    assert len(before.lines_with("  dispatched (not yet tracked)  batchjob-")) == 3
+    assert len(before.lines_with("  dispatched (not yet tracked)  job-")) == 3
     assert before.out.splitlines()[-1] == "3 jobs: dispatched (not yet tracked) 3"
 
     refreshed = ops("--refresh")

@@ -24,8 +24,38 @@ def test_defaults() -> None:
     assert settings.output_containers == {"thumbnails", "batch-dispatch", "deadletter"}
     assert settings.batch.endpoint_uri is None  # dry-run
     assert settings.batch.input_type == "UriFile"
+    assert settings.batch.job_scope == "file" and settings.batch.folder_marker == "_SUCCESS"
+    assert settings.batch.output_uri is None and settings.batch.output_name == "score"
     assert settings.batch.token_scope == "https://ml.azure.com/.default"
     assert settings.storage.connection_string == "UseDevelopmentStorage=true"
+
+
+def test_folder_scope_derives_the_input_type_and_an_agreeing_old_setting_is_accepted() -> None:
+    folder = {**LOCAL, "BATCH_JOB_SCOPE": "folder", "BATCH_FOLDER_MARKER": "_DONE"}
+    assert Settings.from_env(folder).batch.input_type == "UriFolder"
+    assert Settings.from_env(folder).batch.folder_marker == "_DONE"
+    old = Settings.from_env({**folder, "BATCH_INPUT_TYPE": "UriFolder"})
+    assert old.batch.input_type == "UriFolder"
+    assert Settings.from_env({**LOCAL, "BATCH_INPUT_TYPE": "UriFile"}).batch.input_type == (
+        "UriFile"
+    )
+    with pytest.raises(ConfigurationError, match="BATCH_INPUT_TYPE"):
+        Settings.from_env({**folder, "BATCH_INPUT_TYPE": "UriFile"})
+
+
+def test_output_templates_resolve_per_job() -> None:
+    store = "azureml://datastores/workspaceblobstore/paths/scores/{path}/{job}"
+    blob = "https://acct.blob.core.windows.net/scores/{job}"
+    for template, expected in [
+        (store, "azureml://datastores/workspaceblobstore/paths/scores/in/day1/job-1"),
+        (blob, "https://acct.blob.core.windows.net/scores/job-1"),
+    ]:
+        batch = Settings.from_env({**LOCAL, "BATCH_OUTPUT_URI": template}).batch
+        assert batch.output_for("in/day1/", "job-1") == expected
+    at_the_root = Settings.from_env({**LOCAL, "BATCH_OUTPUT_URI": store}).batch
+    assert at_the_root.output_for("", "job-1") == (
+        "azureml://datastores/workspaceblobstore/paths/scores/job-1"
+    )
 
 
 def test_empty_values_mean_unset() -> None:
@@ -51,7 +81,19 @@ def test_empty_values_mean_unset() -> None:
         ("DISPATCH_LEDGER_CONTAINER", "a--b", "not a container name"),
         ("BATCH_ENDPOINT_URI", "http://example.invalid/jobs", "plain http"),
         ("BATCH_ENDPOINT_URI", "ftp://host/jobs", "not an http(s) URL"),
-        ("BATCH_INPUT_TYPE", "Literal", "not one of UriFile, UriFolder"),
+        ("BATCH_INPUT_TYPE", "Literal", "is not used any more"),
+        ("BATCH_INPUT_TYPE", "UriFolder", "would start one job per file"),
+        ("BATCH_JOB_SCOPE", "files", "not one of file, folder"),
+        ("BATCH_FOLDER_MARKER", "done/_SUCCESS", "not a blob name without folders"),
+        ("BATCH_FOLDER_MARKER", "..", "not a blob name without folders"),
+        ("BATCH_OUTPUT_NAME", "score-1", "not an output name"),
+        ("BATCH_OUTPUT_URI", "azureml://datastores/ws/paths/out/{path}", "has no {job}"),
+        ("BATCH_OUTPUT_URI", "azureml://datastores/ws/paths/{job}/{when}", "only {path}"),
+        ("BATCH_OUTPUT_URI", "azureml://datastores/ws/{job}", "not azureml://datastores/"),
+        ("BATCH_OUTPUT_URI", "http://example.invalid/out/{job}", "plain http"),
+        ("BATCH_OUTPUT_URI", "ftp://host/out/{job}", "not an http(s) URL"),
+        ("BATCH_OUTPUT_URI", "https://acct.blob.core.windows.net/o/{job}?sv=1", "no query"),
+        ("BATCH_OUTPUT_URI", "https://acct.blob.core.windows.net/o/{job", "only {path}"),
         ("BATCH_INPUT_NAME", "bad name", "not an input name"),
         ("BATCH_DEPLOYMENT", "-x", "not a deployment name"),
         ("BATCH_TOKEN_SCOPE", "ml.azure.com", "not a scope"),

@@ -3,9 +3,8 @@
 Starts Azurite (state under ``.local/azurite``), the event source on 127.0.0.1:10000 in front
 of it (so ``UseDevelopmentStorage=true``, the SDKs, Storage Explorer and ``az storage`` work
 unchanged and every upload fires the functions), and the function host: ``func start`` when
-Core Tools are on PATH, else the functions in this process. Uploads a few generated samples,
-prints where their results landed, then logs one line per delivery until Ctrl-C or SIGTERM,
-when it stops everything it started.
+Core Tools are on PATH, else the functions in this process. Uploads a few samples, says where
+their results landed, then logs each delivery until Ctrl-C or SIGTERM stops all it started.
 """
 
 from __future__ import annotations
@@ -218,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, started: _Started) -> None:
-    routes = load_routes(args.routes)
     mode = args.delivery
     if mode == "auto":
         mode = "func" if shutil.which("func") else "inprocess"
@@ -254,6 +252,9 @@ def run(args: argparse.Namespace, started: _Started) -> None:
         settings = Settings.from_env(env)
     except ConfigurationError as exc:
         raise LocalLoopError(f"{args.settings} (or the environment): {exc}") from None
+    batch = settings.batch  # in folder scope the batch route takes markers only, as in Bicep
+    marker = batch.folder_marker if batch.folder_scope else None
+    routes = load_routes(args.routes, marker)
 
     with _interrupts.deferred():
         started.watchdog = Watchdog()
@@ -305,7 +306,7 @@ def run(args: argparse.Namespace, started: _Started) -> None:
     if not args.no_samples:
         watch = SampleWatch()
         started.source.dispatcher.listeners.append(watch)
-        uploaded = upload_samples(service, routes, watch)
+        uploaded = upload_samples(service, routes, watch, marker)
         _say(f"uploaded {len(uploaded)} samples; waiting for their deliveries ...")
         watch.wait(time.monotonic() + args.sample_timeout)
         started.source.dispatcher.listeners.remove(watch)

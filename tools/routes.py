@@ -125,10 +125,14 @@ class Routes:
         raise KeyError(f"no subscription named {name!r} in {ROUTES_FILE.name}")
 
 
-def load_routes(path: Path = ROUTES_FILE) -> Routes:
-    """Read and check the routes file; raises ValueError naming what is wrong."""
+def load_routes(path: Path = ROUTES_FILE, folder_marker: str | None = None) -> Routes:
+    """Read and check the routes file; raises ValueError naming what is wrong.
+
+    ``folder_marker`` (folder scope) makes every route marked ``markerFilter`` filter on
+    ``subjectEndsWith: /<marker>``, as the Bicep does with batchFolderMarker.
+    """
     document = json.loads(path.read_text(encoding="utf-8"))
-    return parse_routes(document)
+    return parse_routes(document, folder_marker)
 
 
 # Event Grid refuses a subscription with more than 25 advanced filters, or more than 25
@@ -154,7 +158,7 @@ def filter_limit_problems(flt: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def parse_routes(document: Mapping[str, Any]) -> Routes:
+def parse_routes(document: Mapping[str, Any], folder_marker: str | None = None) -> Routes:
     containers = dict(document["containers"])
     routes = []
     for entry in document["subscriptions"]:
@@ -185,7 +189,11 @@ def parse_routes(document: Mapping[str, Any]) -> Routes:
                 schema=entry.get("eventDeliverySchema", "EventGridSchema"),
                 included_event_types=tuple(flt.get("includedEventTypes", [])),
                 subject_begins_with=prefix,
-                subject_ends_with=flt.get("subjectEndsWith", ""),
+                subject_ends_with=(
+                    f"/{folder_marker}"
+                    if folder_marker and entry.get("markerFilter")
+                    else flt.get("subjectEndsWith", "")
+                ),
                 case_sensitive=bool(flt.get("isSubjectCaseSensitive", False)),
                 advanced_filters=tuple(advanced),
                 max_events_per_batch=int(entry.get("maxEventsPerBatch", 1)),

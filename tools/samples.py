@@ -71,17 +71,34 @@ class Uploaded:
     etag: str  # unquoted, as test.http's requests take it
 
 
+# In folder scope: the files of the sample folder, uploaded before its marker.
+FOLDER_FILES = 10
+
+
 def upload_samples(
-    service: BlobServiceClient, routes: Routes, watch: SampleWatch
+    service: BlobServiceClient,
+    routes: Routes,
+    watch: SampleWatch,
+    folder_marker: str | None = None,
 ) -> list[Uploaded]:
-    """Upload the samples into the folders the routes watch."""
+    """Upload the samples into the folders the routes watch; in folder scope
+    (``folder_marker``) the batch sample is a folder of files, then its marker."""
     uploads: list[tuple[Route, str, bytes, str]] = []
     images = _route_for(routes, "create_thumbnail")
     if images is not None:
         for name, (data, content_type) in sample_images().items():
             uploads.append((images, f"{images.folder}{name}", data, content_type))
     batch = _route_for(routes, "dispatch_batch_job")
-    if batch is not None:
+    if batch is not None and folder_marker:
+        folder = f"{batch.folder}sample-drop/"
+        for n in range(FOLDER_FILES):
+            rows = f"id,text\n{n},part {n}\n".encode()
+            # Not watched: the route's marker filter keeps their events from any function.
+            service.get_blob_client(batch.container, f"{folder}part-{n:02}.csv").upload_blob(
+                rows, overwrite=True, content_settings=ContentSettings(content_type="text/csv")
+            )
+        uploads.append((batch, f"{folder}{folder_marker}", b"", "application/octet-stream"))
+    elif batch is not None:
         rows = b"id,text\n1,hello\n2,world\n"
         uploads.append((batch, f"{batch.folder}sample-batch.csv", rows, "text/csv"))
     done = []

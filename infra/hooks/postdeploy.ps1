@@ -15,6 +15,7 @@ if (-not $env:AZURE_ENV_NAME) {
 $infra = Split-Path -Parent $PSScriptRoot
 $networkIsolation = if ($env:NETWORK_ISOLATION) { $env:NETWORK_ISOLATION } else { 'false' }
 $alertEmail = if ($env:ALERT_EMAIL) { $env:ALERT_EMAIL } else { '' }
+$batchJobScope = if ($env:BATCH_JOB_SCOPE) { $env:BATCH_JOB_SCOPE } else { 'file' }
 
 Write-Host "Creating the Event Grid subscriptions in resource group $env:AZURE_RESOURCE_GROUP"
 az deployment group create `
@@ -25,6 +26,7 @@ az deployment group create `
     --parameters "environmentName=$($env:AZURE_ENV_NAME)" `
     --parameters "networkIsolation=$networkIsolation" `
     --parameters "alertEmail=$alertEmail" `
+    --parameters "batchJobScope=$batchJobScope" `
     --parameters deployEventSubscriptions=true `
     --output none
 if ($LASTEXITCODE -ne 0) { throw "az deployment group create failed ($LASTEXITCODE)" }

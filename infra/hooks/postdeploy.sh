@@ -19,5 +19,6 @@ az deployment group create \
   --parameters environmentName="$AZURE_ENV_NAME" \
   --parameters networkIsolation="${NETWORK_ISOLATION:-false}" \
   --parameters alertEmail="${ALERT_EMAIL:-}" \
+  --parameters batchJobScope="${BATCH_JOB_SCOPE:-file}" \
   --parameters deployEventSubscriptions=true \
   --output none

@@ -150,11 +150,6 @@ def main(
     err = stderr or sys.stderr
     args = _parser().parse_args(argv)
     try:
-        routes = load_routes(args.routes)
-    except (OSError, ValueError, KeyError) as exc:
-        err.write(f"error: cannot read routes from {args.routes}: {exc}\n")
-        return EXIT_USAGE
-    try:
         # Into os.environ: DefaultAzureCredential reads the identity endpoint from there.
         loaded = local_env.load(os.environ)
     except (OSError, ValueError) as exc:
@@ -168,6 +163,13 @@ def main(
         ctx = AppContext.from_env(os.environ)
     except ConfigurationError as exc:
         err.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    batch = ctx.settings.batch
+    try:
+        # As deployed for these settings: in folder scope the batch route takes markers only.
+        routes = load_routes(args.routes, batch.folder_marker if batch.folder_scope else None)
+    except (OSError, ValueError, KeyError) as exc:
+        err.write(f"error: cannot read routes from {args.routes}: {exc}\n")
         return EXIT_USAGE
     progress = Progress(err, args.command, enabled=not args.dry_run and args.command != "jobs")
     session = Session(ctx, routes, handle, out, progress)

@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from handlers import batch_index
 from handlers.batch_client import BatchJobClient
-from handlers.batch_jobs import post_claimed
+from handlers.batch_jobs import post_claimed, resubmission
 from handlers.batch_ledger import DISPATCHED, read_ledger, reclaim
 from handlers.batch_tracking import track
 from handlers.context import AppContext
@@ -64,6 +64,11 @@ class Row:
     @property
     def job(self) -> str:
         return str(self.content.get("jobName") or "-")
+
+    @property
+    def output(self) -> str | None:
+        output = self.content.get("output")
+        return output if isinstance(output, str) else None
 
     @property
     def dispatched(self) -> str:
@@ -145,12 +150,18 @@ def _wanted(row: Row, options: JobsOptions) -> bool:
 
 
 def _print(rows: list[Row], out: TextIO) -> None:
-    header = ("dispatched", "status", "job", "blob")
-    table = [header, *((row.dispatched, row.status, row.job, row.blob) for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(3)]
+    """One line per job; an ``output`` column when any job was sent one (BATCH_OUTPUT_URI)."""
+    header: tuple[str, ...] = ("dispatched", "status", "job", "blob")
+    lines: list[tuple[str, ...]] = [(row.dispatched, row.status, row.job, row.blob) for row in rows]
+    if any(row.output for row in rows):
+        header = (*header, "output")
+        lines = [(*line, row.output or "-") for line, row in zip(lines, rows, strict=True)]
+    table = [header, *lines]
+    padded = len(header) - 1
+    widths = [max(len(line[i]) for line in table) for i in range(padded)]
     for line in table if rows else []:
-        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:3])))
-        out.write(f"  {line[3]}\n")
+        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:padded])))
+        out.write(f"  {line[padded]}\n")
     counts = Counter(row.status for row in rows)
     summary = ", ".join(f"{status} {count}" for status, count in sorted(counts.items()))
     noun = "job" if len(rows) == 1 else "jobs"
@@ -183,7 +194,10 @@ def _resubmit(ctx: AppContext, rows: list[Row], dry_run: bool, out: TextIO) -> i
             # tracker still finds the version, and records it as unknown once the claim is
             # stale, instead of it staying "dispatching" where nothing looks.
             batch_index.mark_open(container, row.record)
-            held = reclaim(container, row.record, row.content, row.etag, entry)
+            history = row.content.get("history")
+            attempt = 1 + (len(history) if isinstance(history, list) else 0)
+            job = resubmission(ctx.settings.batch, row.content, attempt)
+            held = reclaim(container, row.record, row.content, row.etag, entry, job=job)
         except ResourceModifiedError:
             out.write(f"skipped {row.blob}: changed meanwhile (resubmitted by someone else?)\n")
             tally["skipped"] += 1
@@ -194,7 +208,7 @@ def _resubmit(ctx: AppContext, rows: list[Row], dry_run: bool, out: TextIO) -> i
             code = EXIT_TRANSIENT
             continue
         try:
-            outcome = post_claimed(held, _client(ctx), url, time.sleep)
+            outcome = post_claimed(held, _client(ctx), time.sleep)
         except (DispatchRejectedError, OutcomeUnknownError) as exc:
             out.write(f"failed {row.blob}: {exc}\n")
             tally["failed"] += 1

@@ -1,8 +1,12 @@
 """Azure ML's batch endpoint, as far as the app uses it: POST /jobs starts a job, GET
-/jobs/<name> reads it back (``properties.status``; 404 for a job it does not have)."""
+/jobs/<name> reads it back (``properties.status``; 404 for a job it does not have).
+
+The body is read in azure-ai-ml's camelCase form (``inputData``, ``outputData``, ``name``)
+or the older PascalCase one (``InputData``) the seed tutorial posts."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
@@ -10,6 +14,7 @@ from typing import Any
 
 from tools.standins.base import Answer, Recorded, Scripted, StandIn
 
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 WORKSPACE = (
     "/subscriptions/0/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
 )
@@ -17,8 +22,10 @@ WORKSPACE = (
 
 class JobsEndpoint(StandIn):
     """Checks what the real endpoint checks: a bearer token it accepts, a deployment it has,
-    a JSON body with one ``properties.InputData`` entry; the job comes back with ``id`` and
-    ``name``. A ``Scripted`` answer with ``then_normal`` creates the job and answers late.
+    a JSON body with one input entry; the job comes back with ``id`` and ``name``: the name
+    the body asked for (``honour_names``, as the service does; a name in use answers 409),
+    else one of its own. A ``Scripted`` answer with ``then_normal`` creates the job and
+    answers late.
 
     Job status: a new job is Queued and stays so unless a test changes it (``set_status``,
     or ``job_script[name]``: answers for the next GETs of that job, a status string or a
@@ -33,10 +40,12 @@ class JobsEndpoint(StandIn):
         deployments: tuple[str, ...] = ("default",),
         *,
         walk_seconds: float | None = None,
+        honour_names: bool = True,
         lifetime: float = 600.0,
         port: int = 0,
     ) -> None:
         self.accepted_token = accepted_token
+        self.honour_names = honour_names
         self.deployments = deployments
         self.walk_seconds = walk_seconds
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -46,10 +55,15 @@ class JobsEndpoint(StandIn):
 
     def add_job(self, name: str, status: str = "Queued", uri: str = "") -> None:
         """A job the endpoint knows without a POST (tests that seed many open jobs)."""
-        inputs = {"input_data": {"JobInputType": "UriFile", "Uri": uri}}
+        inputs = {"input_data": {"jobInputType": "UriFile", "uri": uri}}
         with self.lock:
-            self.jobs[name] = _job(name, status, inputs, None)
+            self.jobs[name] = _job(name, status, {"inputData": inputs}, None)
             self._started[name] = time.monotonic()
+
+    def remove_job(self, name: str) -> None:
+        """Delete a job, as a workspace clean-up does."""
+        with self.lock:
+            del self.jobs[name]
 
     def set_status(self, name: str, status: str) -> None:
         with self.lock:
@@ -93,8 +107,7 @@ class JobsEndpoint(StandIn):
             found = list(self.jobs.values())
         uris: Counter[str] = Counter()
         for job in found:
-            (value,) = job["properties"]["InputData"].values()
-            uris[value["Uri"]] += 1
+            uris[_input_uri(job)] += 1
         return uris
 
     def answer(self, request: Recorded, scripted: Scripted | None) -> Answer:
@@ -112,12 +125,18 @@ class JobsEndpoint(StandIn):
         deployment = request.headers.get("azureml-model-deployment")
         if deployment is not None and deployment not in self.deployments:
             return 404, {"error": {"code": "DeploymentNotFound", "message": deployment}}, {}
-        inputs = _input_data(request)
-        if inputs is None:
-            return 400, {"error": {"code": "BadRequest", "message": "invalid InputData"}}, {}
-        name = f"batchjob-{uuid.uuid4()}"
-        job = _job(name, "Queued", inputs, deployment)
+        body = _job_body(request)
+        if body is None:
+            return 400, {"error": {"code": "BadRequest", "message": "invalid inputData"}}, {}
+        asked = request.json()["properties"].get("name")
+        if asked is not None and not (isinstance(asked, str) and _JOB_NAME.match(asked)):
+            return 400, {"error": {"code": "UserError", "message": f"bad job name {asked!r}"}}, {}
+        name = asked if asked and self.honour_names else f"batchjob-{uuid.uuid4()}"
         with self.lock:
+            if name in self.jobs:
+                message = f"a job named {name} exists"
+                return 409, {"error": {"code": "UserError", "message": message}}, {}
+            job = _job(name, "Queued", body, deployment)
             self.jobs[name] = job
             self._started[name] = time.monotonic()
         return 200, job, {}
@@ -145,18 +164,23 @@ class JobsEndpoint(StandIn):
             return "Queued"
         if elapsed < 1:
             return "Running"
-        (value,) = job["properties"]["InputData"].values()
-        failing = "fail" in name.lower() or "fail" in str(value.get("Uri", "")).lower()
+        failing = "fail" in name.lower() or "fail" in _input_uri(job).lower()
         return "Failed" if failing else "Completed"
 
 
-def _job(name: str, status: str, inputs: dict[str, Any], deployment: str | None) -> dict[str, Any]:
+def _job(name: str, status: str, body: dict[str, Any], deployment: str | None) -> dict[str, Any]:
     return {
         "id": f"{WORKSPACE}/jobs/{name}",
         "name": name,
         "type": "Microsoft.MachineLearningServices/workspaces/jobs",
-        "properties": {"status": status, "InputData": inputs, "deployment": deployment},
+        "properties": {"status": status, **body, "deployment": deployment},
     }
+
+
+def _input_uri(job: dict[str, Any]) -> str:
+    properties = job["properties"]
+    (value,) = properties["inputData"].values()
+    return str(value["uri"])
 
 
 def _snapshot(job: dict[str, Any]) -> dict[str, Any]:
@@ -165,15 +189,39 @@ def _snapshot(job: dict[str, Any]) -> dict[str, Any]:
     return {**job, "properties": properties}
 
 
-def _input_data(request: Recorded) -> dict[str, Any] | None:
-    """The body's InputData when it names exactly one UriFile/UriFolder input, else None."""
+def _job_body(request: Recorded) -> dict[str, Any] | None:
+    """The job's inputs and outputs, camelCase, when the body names exactly one
+    UriFile/UriFolder input (and outputs, if any, of the same kinds), else None."""
     try:
-        inputs = request.json()["properties"]["InputData"]
+        properties = request.json()["properties"]
     except (ValueError, KeyError, TypeError):
         return None
-    if not isinstance(inputs, dict) or len(inputs) != 1:
+    if not isinstance(properties, dict):
         return None
-    (value,) = inputs.values()
-    if not isinstance(value, dict) or value.get("JobInputType") not in ("UriFile", "UriFolder"):
+    if "InputData" in properties:  # the seed's PascalCase form
+        old = properties["InputData"]
+        if not isinstance(old, dict) or len(old) != 1:
+            return None
+        ((key, value),) = old.items()
+        if not isinstance(value, dict):
+            return None
+        properties = {
+            "inputData": {key: {"jobInputType": value.get("JobInputType"), "uri": value.get("Uri")}}
+        }
+    inputs = properties.get("inputData")
+    if not isinstance(inputs, dict) or len(inputs) != 1 or not _entries(inputs, "jobInputType"):
         return None
-    return inputs if value.get("Uri") else None
+    outputs = properties.get("outputData", {})
+    if not isinstance(outputs, dict) or (outputs and not _entries(outputs, "jobOutputType")):
+        return None
+    return {"inputData": inputs, **({"outputData": outputs} if outputs else {})}
+
+
+def _entries(entries: dict[str, Any], kind: str) -> bool:
+    return all(
+        isinstance(value, dict)
+        and value.get(kind) in ("UriFile", "UriFolder")
+        and isinstance(value.get("uri"), str)
+        and value["uri"]
+        for value in entries.values()
+    )

@@ -9,6 +9,7 @@ it to expand loops over known arrays and to read values that come from JSON file
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from operator import ge, gt, le, lt
@@ -104,7 +105,7 @@ def evaluate(term: Term, depth: int = 0) -> Any:
         found = lookup(expr, env)
         if found is not None:
             return evaluate(found, depth + 1)
-        return UNKNOWN if "${" in expr else expr
+        return _interpolated(expr, env, depth) if "${" in expr else expr
     if expr is None or isinstance(expr, bool | int | float):
         return expr
     if isinstance(expr, list):
@@ -120,6 +121,24 @@ def evaluate(term: Term, depth: int = 0) -> Any:
     if operator:
         return _operator_value(operator[0], operator[1], env, depth)
     return {object_key(key): evaluate(Expr(value, env), depth + 1) for key, value in expr.items()}
+
+
+_PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _interpolated(text: str, env: Env, depth: int) -> Any:
+    """``'/${name}'``: known when every placeholder is one name with a string or number
+    value; anything richer inside ``${}`` stays UNKNOWN."""
+    values = []
+    for name in _PLACEHOLDER.findall(text):
+        found = lookup(name.strip(), env) if _IDENTIFIER.match(name.strip()) else None
+        value = evaluate(found, depth + 1) if found is not None else UNKNOWN
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return UNKNOWN
+        values.append(str(value))
+    parts = iter(values)
+    return _PLACEHOLDER.sub(lambda _: next(parts), text)
 
 
 def object_key(key: Any) -> str:

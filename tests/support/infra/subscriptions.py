@@ -157,5 +157,12 @@ def _route_problems(route: Mapping[str, Any]) -> list[str]:
             problems.append(f"{key} is not set")
     if route.get("preferredBatchSizeInKilobytes") is None:
         problems.append("preferredBatchSizeInKilobytes is not set")
+    marker = route.get("markerFilter")
+    if not isinstance(marker, bool):
+        problems.append(
+            f"markerFilter must be true or false (event-grid.bicep reads it), got {marker!r}"
+        )
+    elif marker and route.get("function") != "dispatch_batch_job":
+        problems.append("markerFilter: only the batch dispatch has a folder scope")
     problems += filter_limit_problems(route.get("filter") or {})
     return problems
