@@ -3,7 +3,8 @@ rewrites bench/RESULTS.md with the figures, the machine and how to reproduce the
 
     .venv/bin/python -m bench [--quick] [--only PARTS]
 
-PARTS, comma-separated: thumbs, e2e, dispatch, scale, tracking, crop, memory, anim, renditions.
+PARTS, comma-separated: thumbs, e2e, dispatch, scale, tracking, crop, memory, anim, renditions,
+folders.
 
 A run of some parts only (``--only``) replaces those parts' tables and target lines in
 RESULTS.md and leaves the rest as the last full run wrote it.
@@ -16,12 +17,15 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import anim, crop, dispatch, end_to_end, memory, renditions, thumbs, tracking
+from bench import anim, crop, dispatch, end_to_end, folders, memory, renditions, thumbs, tracking
 from bench.common import ROOT, Table, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PASSTHROUGH = ROOT / "bench" / "RESULTS-passthrough.md"
-ALL = ("thumbs", "e2e", "dispatch", "scale", "tracking", "crop", "memory", "anim", "renditions")
+ALL = (
+    "thumbs", "e2e", "dispatch", "scale", "tracking", "crop", "memory", "anim", "renditions",
+    "folders",
+)  # fmt: skip
 
 
 def log(message: str) -> None:
@@ -180,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{made.wall['handler'] / made.wall['pyvips']:.2f}x pyvips: "
             f"{'met' if made.met else 'MISSED'}"
         )
+        print(tables[-1].markdown() + "\n", flush=True)
+
+    if "folders" in chosen:
+        files = 1000 if args.quick else folders.FILES
+        log(f"10. folder drop, {files} files and a marker ...")
+        folder_runs = folders.run(files, log)
+        tables.append(folders.table(folder_runs, files))
+        verdicts += folders.verdicts(folder_runs)
         print(tables[-1].markdown() + "\n", flush=True)
 
     elapsed = time.perf_counter() - started
